@@ -1,0 +1,41 @@
+"""The ``gmmrefine`` command group. Each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import InputError
+
+
+class _Group(click.Group):
+    """Turn InputError into one line on stderr and exit 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except InputError as err:
+            click.echo(f"gmmrefine: error: {err}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="gmmrefine")
+def cli() -> None:
+    """GMM-based particle pose refinement for single-particle cryo-EM."""
+
+
+# One module per command, each exposing a click command ``main``.
+COMMANDS = ("simulate", "convert", "reconstruct", "fsc", "demo")
+
+
+def _register() -> None:
+    import importlib
+
+    for name in COMMANDS:
+        cli.add_command(importlib.import_module(f"{__package__}.{name}").main, name=name)
+
+
+_register()

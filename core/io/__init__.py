@@ -1,0 +1,1 @@
+"""Readers and writers for the hosts' formats; the only place they are met."""

@@ -1,0 +1,168 @@
+"""Particle images from MRC stacks, memory-mapped, read in file order.
+
+Stacks are opened through mrcfile's memory map (permissive, so headers that
+RELION 5 or CryoSPARC write with small deviations still open; float16 mode 12
+included, which RELION 3.1 itself cannot read). A bounded number of files stay
+open, so a dataset spread over thousands of micrograph stacks never exhausts
+file handles. A 2D ``.mrc`` holding one image counts as a stack of one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+import mrcfile
+import numpy as np
+
+from ..errors import InputError
+
+
+class StackReader:
+    """Read particle images by (stack path, 0-based index).
+
+    Parameters
+    ----------
+    root
+        Directory that relative stack paths resolve against (the RELION
+        project directory, or the folder of a .cs file); None means the
+        current working directory, as RELION itself does.
+    source
+        The particle file (STAR / .cs) the paths come from; named in errors.
+    max_open
+        How many stack files stay memory-mapped at once (least recently used
+        ones are closed first).
+    """
+
+    def __init__(self, root: Path | None = None, *, source: Path | None = None,
+                 max_open: int = 64):
+        self.root = None if root is None else Path(root)
+        self.source = None if source is None else Path(source)
+        self.max_open = max(1, int(max_open))
+        self._open: OrderedDict[Path, mrcfile.mrcmemmap.MrcMemmap] = OrderedDict()
+
+    # --- public -------------------------------------------------------------------
+    def resolve(self, path: str | os.PathLike) -> Path:
+        """The file a stack path names: absolute as given, else under ``root``."""
+        p = Path(path)
+        return p if p.is_absolute() or self.root is None else self.root / p
+
+    def read(self, paths: Sequence[str], indices: np.ndarray, *, rows: np.ndarray | None = None,
+             expected_box: int | None = None) -> np.ndarray:
+        """Images ``paths[i]``, frame ``indices[i]``, as a float32 array (n, B, B).
+
+        Parameters
+        ----------
+        paths
+            Stack path of each image, as the particle file names it.
+        indices
+            0-based frame index of each image within its stack.
+        rows
+            Row number (0-based) of each image in the particle file, used only
+            to name the offending row in error messages; defaults to 0..n-1.
+        expected_box
+            Box size the optics table declares; a stack of another size is an
+            InputError rather than a silent reshape downstream.
+
+        Returns
+        -------
+        np.ndarray
+            float32 images in the order asked for.
+        """
+        indices = np.asarray(indices, np.int64).reshape(-1)
+        paths = np.asarray(paths, dtype=object).reshape(-1)
+        if len(paths) != len(indices):
+            raise ValueError(f"{len(paths)} paths but {len(indices)} indices")
+        rows = np.arange(len(indices)) if rows is None else np.asarray(rows).reshape(-1)
+        if len(indices) == 0:
+            box = 0 if expected_box is None else int(expected_box)
+            return np.zeros((0, box, box), np.float32)
+        # One pass per file, frames in increasing order: sequential reads on
+        # the memory map instead of one seek per particle.
+        unique_paths, which = np.unique(paths.astype(str), return_inverse=True)
+        out: np.ndarray | None = None
+        for f, name in enumerate(unique_paths):
+            sel = np.flatnonzero(which == f)
+            sel = sel[np.argsort(indices[sel], kind="stable")]
+            block = self._read_frames(name, indices[sel], rows[sel], expected_box)
+            if out is None:
+                out = np.empty((len(indices),) + block.shape[1:], np.float32)
+            elif block.shape[1:] != out.shape[1:]:
+                raise InputError(
+                    f"{self.resolve(name)}: images are {block.shape[2]}x{block.shape[1]} px but "
+                    f"{self.resolve(unique_paths[0])} has {out.shape[2]}x{out.shape[1]}; "
+                    "expected one box size for all stacks")
+            out[sel] = block
+        return out
+
+    def stack_length(self, path: str) -> int:
+        """Number of images in a stack (1 for a 2D single-image file)."""
+        data = self._data(path, None)
+        return 1 if data.ndim == 2 else int(data.shape[0])
+
+    def close(self) -> None:
+        """Close every open memory map."""
+        while self._open:
+            _, mrc = self._open.popitem(last=False)
+            mrc.close()
+
+    def __enter__(self) -> "StackReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- detail -------------------------------------------------------------------
+    def _where(self, row: int | None) -> str:
+        if row is None:
+            return ""
+        src = f" of {self.source}" if self.source is not None else ""
+        return f" (particle row {int(row) + 1}{src})"
+
+    def _data(self, name: str, row: int | None) -> np.ndarray:
+        path = self.resolve(name)
+        mrc = self._open.get(path)
+        if mrc is not None:
+            self._open.move_to_end(path)
+            return mrc.data
+        if not path.is_file():
+            raise InputError(f"{path}: particle stack not found{self._where(row)}; "
+                             "expected an MRC stack at that path (relative paths resolve against "
+                             f"{self.root if self.root is not None else 'the working directory'})")
+        try:
+            mrc = mrcfile.mmap(path, mode="r", permissive=True)
+        except (ValueError, OSError) as err:
+            raise InputError(f"{path}: not a readable MRC stack ({err}){self._where(row)}") from None
+        if mrc.data is None or mrc.data.ndim not in (2, 3):
+            mrc.close()
+            raise InputError(f"{path}: no 2D image data in this MRC file{self._where(row)}; "
+                             "expected an image stack")
+        self._open[path] = mrc
+        while len(self._open) > self.max_open:
+            _, old = self._open.popitem(last=False)
+            old.close()
+        return mrc.data
+
+    def _read_frames(self, name: str, frames: np.ndarray, rows: np.ndarray,
+                     expected_box: int | None) -> np.ndarray:
+        path = self.resolve(name)
+        data = self._data(name, int(np.min(rows)))
+        stack = data[None] if data.ndim == 2 else data
+        n_frames, ny, nx = stack.shape
+        if expected_box is not None and (ny != expected_box or nx != expected_box):
+            raise InputError(f"{path}: images are {nx}x{ny} px but the optics table says box "
+                             f"{expected_box}{self._where(rows[0])}; expected matching sizes")
+        bad = np.flatnonzero((frames < 0) | (frames >= n_frames))
+        if len(bad):
+            i = bad[0]
+            raise InputError(f"{path}: image index {frames[i] + 1} (1-based) is past the end of this "
+                             f"stack of {n_frames} images{self._where(rows[i])}")
+        block = np.asarray(stack[frames], dtype=np.float32)
+        finite = np.isfinite(block).all(axis=(1, 2))
+        if not finite.all():
+            i = int(np.flatnonzero(~finite)[0])
+            raise InputError(f"{path}: image {frames[i] + 1} (1-based) contains NaN or inf pixels"
+                             f"{self._where(rows[i])}; expected finite values")
+        return block

@@ -1,0 +1,1 @@
+"""A realistic simulator with known truth."""

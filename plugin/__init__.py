@@ -1,0 +1,1 @@
+"""CryoSPARC adapter built on cryosparc-tools."""

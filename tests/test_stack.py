@@ -1,0 +1,167 @@
+"""StackReader and ParticleImages: reading order, float16, errors, spectra."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+
+from gmmrefine.errors import InputError
+from gmmrefine.fourier import ifft2c
+from gmmrefine.images import ParticleImages, crop_box_for_resolution
+from gmmrefine.io.mrc import write_stack
+from gmmrefine.io.stack import StackReader
+from gmmrefine.particles import OpticsGroup, ParticleSet, empty_like_arrays
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def _stacks(tmp_path: Path, rng: np.random.Generator, box: int = 16):
+    a = rng.normal(size=(5, box, box)).astype(np.float32)
+    b = rng.normal(size=(3, box, box)).astype(np.float32)
+    write_stack(tmp_path / "a.mrcs", a, 1.5)
+    (tmp_path / "sub").mkdir()
+    write_stack(tmp_path / "sub" / "b.mrcs", b, 1.5)
+    return a, b
+
+
+def test_read_returns_requested_order_across_files(tmp_path):
+    a, b = _stacks(tmp_path, np.random.default_rng(0))
+    paths = ["sub/b.mrcs", "a.mrcs", "a.mrcs", "sub/b.mrcs", "a.mrcs"]
+    idx = np.array([2, 4, 0, 0, 4])
+    with StackReader(tmp_path) as reader:
+        got = reader.read(paths, idx)
+    want = np.stack([b[2], a[4], a[0], b[0], a[4]])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_float16_stack_and_single_2d_image(tmp_path):
+    img = np.random.default_rng(1).normal(size=(4, 8, 8)).astype(np.float16)
+    with mrcfile.new(tmp_path / "h.mrcs") as mrc:
+        mrc.set_data(img)
+        mrc.set_image_stack()
+    with mrcfile.new(tmp_path / "one.mrc") as mrc:
+        mrc.set_data(img[1].astype(np.float32))
+    reader = StackReader(tmp_path)
+    got = reader.read(["h.mrcs", "one.mrc"], np.array([3, 0]))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got[0], img[3].astype(np.float32))
+    np.testing.assert_array_equal(got[1], img[1].astype(np.float32))
+    assert reader.stack_length("one.mrc") == 1
+
+
+def test_cache_stays_bounded(tmp_path):
+    rng = np.random.default_rng(2)
+    for i in range(5):
+        write_stack(tmp_path / f"s{i}.mrcs", rng.normal(size=(2, 4, 4)), 1.0)
+    reader = StackReader(tmp_path, max_open=2)
+    got = reader.read([f"s{i}.mrcs" for i in range(5)], np.ones(5, int))
+    assert got.shape == (5, 4, 4) and len(reader._open) <= 2
+
+
+@pytest.mark.filterwarnings("ignore:Data array contains NaN")
+@pytest.mark.parametrize("case, words", [
+    ("missing", ["nothere.mrcs", "not found", "row 2", "parts.star"]),
+    ("past_end", ["a.mrcs", "index 6", "5 images", "row 2"]),
+    ("box", ["a.mrcs", "16x16", "box 32"]),
+    ("nan", ["bad.mrcs", "image 2", "NaN"]),
+])
+def test_errors_are_one_line_and_name_the_place(tmp_path, case, words):
+    _stacks(tmp_path, np.random.default_rng(3))
+    bad = np.zeros((3, 16, 16), np.float32)
+    bad[1, 3, 3] = np.nan
+    write_stack(tmp_path / "bad.mrcs", bad, 1.0)
+    reader = StackReader(tmp_path, source=tmp_path / "parts.star")
+    paths, idx, box = {"missing": (["a.mrcs", "nothere.mrcs"], [0, 0], None),
+                       "past_end": (["a.mrcs", "a.mrcs"], [0, 5], None),
+                       "box": (["a.mrcs"], [0], 32),
+                       "nan": (["bad.mrcs"], [1], None)}[case]
+    with pytest.raises(InputError) as err:
+        reader.read(paths, np.array(idx), expected_box=box)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+def _particle_set(tmp_path: Path, images: np.ndarray, apix: float, shift_A: np.ndarray) -> ParticleSet:
+    n, box = len(images), images.shape[-1]
+    write_stack(tmp_path / "p.mrcs", images, apix)
+    kw = empty_like_arrays(n)
+    kw.update(image_path=np.array(["p.mrcs"] * n, dtype=object), image_index=np.arange(n),
+              defocus_u_A=np.full(n, 15000.0), defocus_v_A=np.full(n, 14000.0),
+              shift_A=shift_A, half_set=(1 + np.arange(n) % 2).astype(np.int8))
+    return ParticleSet(optics=[OpticsGroup("g", apix, box, 300.0, 2.7, 0.1)], root=tmp_path,
+                       source=tmp_path / "p.star", **kw)
+
+
+def _gaussian_images(box: int, centres_px: np.ndarray, sigma_px: float = 2.0) -> np.ndarray:
+    x = np.arange(box) - box // 2
+    yy, xx = np.meshgrid(x, x, indexing="ij")
+    return np.stack([np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma_px ** 2))
+                     for cx, cy in centres_px]).astype(np.float32)
+
+
+def test_centering_moves_the_particle_to_the_box_centre(tmp_path):
+    # RELION: the particle centre sits at -origin in the image (I(x) = P(x + o)).
+    apix, box = 2.0, 32
+    shift_A = np.array([[6.0, -4.0], [-3.0, 8.0]])
+    images = _gaussian_images(box, -shift_A / apix)
+    ps = _particle_set(tmp_path, images, apix, shift_A)
+    spectra, ctf, apix_out = ParticleImages(ps, StackReader(tmp_path)).spectra(np.arange(2))
+    centred = ifft2c(spectra)
+    assert apix_out == apix and ctf.shape == (2, box, box)
+    for img in centred:
+        assert np.unravel_index(np.argmax(img), img.shape) == (box // 2, box // 2)
+    np.testing.assert_allclose(centred, _gaussian_images(box, np.zeros((2, 2))), atol=1e-4)
+
+
+def test_fourier_crop_keeps_pixel_values_and_phase_flip_uses_ctf_sign(tmp_path):
+    apix, box, small = 1.0, 32, 16
+    images = _gaussian_images(box, np.zeros((3, 2)), sigma_px=3.0)
+    ps = _particle_set(tmp_path, images, apix, np.zeros((3, 2)))
+    source = ParticleImages(ps, StackReader(tmp_path), chunk=2)
+    spectra, ctf, apix_out = source.spectra(np.arange(3), box_out=small)
+    assert apix_out == pytest.approx(apix * box / small)
+    # A band-limited Gaussian downsampled 2x: sigma 1.5 px, same peak value.
+    np.testing.assert_allclose(ifft2c(spectra), _gaussian_images(small, np.zeros((3, 2)), 1.5),
+                               atol=1e-4)
+    flipped, _, _ = source.spectra(np.arange(3), box_out=small, phase_flip=True)
+    np.testing.assert_allclose(flipped, spectra * np.sign(ctf), atol=1e-6)
+    chunks = list(source.chunks(box_out=small))
+    assert [len(c[0]) for c in chunks] == [2, 1]
+    np.testing.assert_allclose(np.concatenate([c[1] for c in chunks]), spectra)
+
+
+@pytest.mark.parametrize("box, apix, res, want", [
+    (128, 1.0, 4.0, 64), (128, 1.0, 1.0, 128), (100, 1.1, 7.0, 32), (64, 3.54, 11.3, 42)])
+def test_crop_box_for_resolution(box, apix, res, want):
+    # ceil(box * apix * 2 / res), made even, capped at box.
+    assert crop_box_for_resolution(box, apix, res) == want
+    got = crop_box_for_resolution(box, apix, res)
+    assert got % 2 == 0 and got <= box
+    assert box * apix / (got / 2) <= res + 1e-9 or got == box
+
+
+def test_reads_real_betagal_float16_stack():
+    stacks = SHARED / "realdata" / "betagal" / "stacks"
+    if not stacks.is_dir():
+        pytest.skip("../shared/realdata is absent")
+    name = sorted(p.name for p in stacks.glob("*.mrcs"))[0]
+    reader = StackReader(stacks)
+    n = reader.stack_length(name)
+    got = reader.read([name] * 3, np.array([0, n - 1, 1]), expected_box=64)
+    assert got.shape == (3, 64, 64) and got.dtype == np.float32 and np.all(np.isfinite(got))
+    # Each image is normalised to background mean 0, sd 1 (PROVENANCE.md).
+    assert 0.3 < got.std() < 3.0
+
+
+def test_centering_ramp_is_the_inverse_origin_shift():
+    from gmmrefine.fourier import phase_shift_2d
+    from gmmrefine.images import centering_ramp
+
+    shift_A = np.array([[3.1, -2.2], [0.0, 5.5]])
+    np.testing.assert_allclose(centering_ramp(24, 1.7, shift_A),
+                               phase_shift_2d(24, 1.7, -shift_A), atol=1e-6)
