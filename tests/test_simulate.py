@@ -174,7 +174,7 @@ def test_footprint_variance_is_the_variance_above_the_threshold():
 
 # --- the data set on disk ------------------------------------------------------------------------
 
-def _snr_from_files(out, model) -> tuple[float, float]:
+def _snr_from_files(out) -> tuple[float, float]:
     """Realised SNR and on-disk noise sd, measured from what was written."""
     truth = json.loads((out / "truth.json").read_text())
     clean = json.loads((out.parent / "clean" / "truth.json").read_text())
@@ -193,11 +193,11 @@ def _snr_from_files(out, model) -> tuple[float, float]:
     return signal_var / noise.var(), float(np.std(noise * truth["image_scale"]))
 
 
-def test_realised_snr_matches_the_request(tmp_path, model):
+def test_realised_snr_matches_the_request(tmp_path):
     settings = dict(n=40, box=64, apix=1.6, crb_sample=0, seed=5)
     simulate_dataset(tmp_path / "clean", snr=float("inf"), **settings)
     summary = simulate_dataset(tmp_path / "noisy", snr=0.08, **settings)
-    snr, disk_sd = _snr_from_files(tmp_path / "noisy", model)
+    snr, disk_sd = _snr_from_files(tmp_path / "noisy")
     assert snr == pytest.approx(0.08, rel=0.03)
     assert summary["snr_realised"] == pytest.approx(0.08, rel=0.03)
     assert disk_sd == pytest.approx(1.0, rel=0.01)

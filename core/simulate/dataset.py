@@ -121,13 +121,15 @@ def simulate_dataset(out_dir: str | os.PathLike, *, progress=None, **settings) -
     truth = _true_particles(cfg)
     hinge_deg = _hinge_angles(cfg, model)
 
-    clean, fp_var = _render_clean(cfg, model, amplitude, sigma, truth, hinge_deg, advance)
+    stack, fp_var = _render_clean(cfg, model, amplitude, sigma, truth, hinge_deg, advance)
+    # One noise sd for the whole set, as on a detector (SNR definition: docs/simulator.md).
     noise_sd = float(np.sqrt(fp_var.mean() / cfg.snr)) if np.isfinite(cfg.snr) else 0.0
-    realised_noise_var = _add_noise(cfg, clean, noise_sd)
+    realised_noise_var = _add_noise(cfg, stack, noise_sd)
+    # Unit noise sd on disk, like RELION's normalised particles.
     image_scale = 1.0 / noise_sd if noise_sd > 0 else 1.0 / float(np.sqrt(fp_var.mean()))
-    clean *= image_scale
-    write_stack(out / "particles.mrcs", clean, cfg.apix)
-    del clean
+    stack *= image_scale
+    write_stack(out / "particles.mrcs", stack, cfg.apix)
+    del stack
     t_render = time.monotonic() - t0
 
     start = _start_poses(cfg, truth)
@@ -150,8 +152,7 @@ def simulate_dataset(out_dir: str | os.PathLike, *, progress=None, **settings) -
         "cramer_rao": crb,
         "render_seconds": t_render,
         "total_seconds": time.monotonic() - t0,
-        "files": sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) +
-        ["truth.json"],
+        "files": _written_files(cfg),
         **maps,
     }
     write_text_atomic(out / "truth.json", json.dumps(_jsonable(summary), indent=2) + "\n")
@@ -321,6 +322,15 @@ def _crb(cfg, model, amplitude, sigma, truth, hinge_deg, noise_sd, log) -> dict 
     log(f"simulate: Cramer-Rao bound over {len(sample)} particles: median "
         f"{summary['rotation_bound_deg_median']:.2f} deg, {summary['shift_bound_px_median']:.2f} px")
     return summary
+
+
+def _written_files(cfg: SimulationConfig) -> list[str]:
+    names = ["particles.mrcs", "particles.star", "start.star", "particles.cs", "truth.star",
+             "truth_map.mrc", "model.pdb", "truth.json"]
+    if cfg.flexible:
+        names += ["truth_conformation.npy", "domain_mask.mrc"] + [
+            f"truth_map_conf{k}.mrc" for k in range(cfg.n_conformation_maps)]
+    return names
 
 
 def _jsonable(value):
