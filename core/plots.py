@@ -84,3 +84,23 @@ def plot_fsc(path_png: str | os.PathLike, curves: dict[str, np.ndarray], box: in
     figure.tight_layout()
     with atomic_path(path_png) as tmp:
         figure.savefig(tmp, format="png")
+
+
+def plot_pose_changes(path_png: str | os.PathLike, angle_deg: np.ndarray, shift_px: np.ndarray,
+                      title: str = "") -> None:
+    """Histograms of each particle's angle change (deg) and shift change (px), mean and sd shown."""
+    figure = Figure(figsize=(9, 3.6))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 2)
+    for ax, values, label in ((axes[0], angle_deg, "angle change (deg)"),
+                              (axes[1], shift_px, "shift change (px)")):
+        values = np.asarray(values, float)
+        ax.hist(values, bins=60, color="#4477aa")
+        ax.set_xlabel(label)
+        ax.set_ylabel("particles")
+        ax.set_title(f"mean {values.mean():.3g}, sd {values.std():.3g}", fontsize=10)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    with atomic_path(path_png) as tmp:
+        figure.savefig(tmp, format="png")

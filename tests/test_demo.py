@@ -7,14 +7,17 @@ from click.testing import CliRunner
 from gmmrefine.cli.main import cli
 
 
-def test_demo_simulates_reconstructs_and_reports(tmp_path):
+def test_demo_simulates_refines_and_compares_with_the_truth(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--n", "300", "--box", "32",
-                                      "--apix", "3.2", "--snr", "1.0"])
+                                      "--apix", "3.2", "--snr", "1.0", "--iter", "1"])
     assert result.exit_code == 0, result.output
-    for sub in ("start_reconstruction", "truth_reconstruction"):
-        for name in ("half1.mrc", "half2.mrc", "map.mrc", "fsc.csv", "fsc.png"):
-            assert (out / sub / name).is_file()
-    start, truth = (float(x) for x in re.findall(r"FSC 0.143\): ([0-9.]+) A", result.output))
-    # True poses can only help: the map from them is at least as sharp.
-    assert truth <= start * 1.02
+    for name in ("half1.mrc", "half2.mrc", "map.mrc", "fsc.csv", "fsc.png", "particles.star",
+                 "particles.cs", "run.json"):
+        assert (out / "refine" / name).is_file(), name
+    assert (out / "truth_reconstruction" / "map.mrc").is_file()
+    start, refined, true = (float(x) for x in re.search(
+        r"start ([0-9.]+) A, refined ([0-9.]+) A, true poses ([0-9.]+) A", result.output).groups())
+    # True poses can only help: the map from them is at least as sharp as the start's.
+    assert true <= start * 1.02
+    assert "median error to the true poses" in result.output

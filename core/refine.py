@@ -1,0 +1,297 @@
+"""The gold-standard refinement loop.
+
+Per iteration and per half: a GMM from that half's map only, every particle
+of that half refined against it, then both halves reconstructed at the new
+poses, the FSC measured, and the next iteration's target resolution taken
+from it. The halves never see each other's particles, maps or GMMs: the
+only place they meet is the FSC.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import InputError
+from .fsc import fsc_curve, masked_fsc_corrected, resolution_at, write_fsc_csv
+from .geometry import angle_between_deg
+from .gmm import GMM
+from .gmm_fit import fit_gmm, fit_sampling, gmm_from_atoms, gmm_from_map
+from .gmm_io import write_gmm, write_pdb
+from .images import ParticleImages
+from .io.mrc import read_map, write_map
+from .io.particles_io import read_particles, require_poses, write_particles
+from .io.stack import StackReader
+from .masks import read_mask
+from .particles import ParticleSet
+from .plots import plot_fsc, plot_pose_changes
+from .progress import Progress
+from .reconstruct import reconstruct_halves
+from .refine_options import Aborted, RefineOptions, RefineResult
+from .refine_particles import SCORES, refine_particles
+from .run_state import IterationState, RunDirectory
+
+HALVES = (1, 2)
+
+
+class _LogStream:
+    """A file-like object that hands whole lines to ``log`` (progress lines included)."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log = log
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            if line.strip():
+                self.log(line)
+
+    def flush(self) -> None:
+        pass
+
+
+def next_target_resolution(fsc: np.ndarray, box: int, apix: float) -> float:
+    """The next iteration's target: 0.9 x the resolution where the FSC falls below 0.1.
+
+    The reference implementation's rule: a little beyond what the halves
+    agree on, so each iteration can gain, but never finer than Nyquist.
+    """
+    return max(0.9 * resolution_at(fsc, box, apix, 0.1), 2.0 * apix)
+
+
+def _check_options(options: RefineOptions) -> None:
+    bad = [(options.iterations < 1, f"iterations {options.iterations}; expected >= 1"),
+           (options.res_A is not None and options.res_A <= 0, f"res {options.res_A}; expected > 0 A"),
+           (options.n_gauss is not None and options.n_gauss < 1,
+            f"n_gauss {options.n_gauss}; expected >= 1"),
+           (options.batch < 1, f"batch {options.batch}; expected >= 1"),
+           (options.chunk < 1, f"chunk {options.chunk}; expected >= 1"),
+           (options.steps is not None and options.steps < 0, f"steps {options.steps}; expected >= 0"),
+           (options.step_deg is not None and options.step_deg <= 0,
+            f"step_deg {options.step_deg}; expected > 0"),
+           (options.step_px is not None and options.step_px <= 0,
+            f"step_px {options.step_px}; expected > 0"),
+           (options.low_cut_A <= 0, f"low_cut {options.low_cut_A}; expected > 0 A"),
+           (options.score not in SCORES, f"score {options.score!r}; expected one of {SCORES}")]
+    for is_bad, message in bad:
+        if is_bad:
+            raise InputError(f"refine: {message}")
+
+
+def _model_coordinates(path: str, box: int, apix: float) -> tuple[np.ndarray, np.ndarray]:
+    """Atoms of a PDB in our frame (Angstrom from the box centre) and their weights.
+
+    A PDB written by gmmrefine says where the box centre is; any other is
+    taken in the map's frame (as fitted in ChimeraX to our MRC, origin at
+    the map's corner), so the box centre is subtracted.
+    """
+    from .simulate.pdb import _CENTRE_TAG, read_pdb
+    from .simulate.render import atom_amplitude
+
+    model = read_pdb(path)
+    coords = model.coords_A
+    if _CENTRE_TAG not in Path(path).read_text():
+        coords = coords - (box // 2) * apix
+    return coords, atom_amplitude(model.element)
+
+
+class _Refinement:
+    """One run: the inputs, read and checked once, and the steps of the loop."""
+
+    def __init__(self, particles: Path, out_dir: Path, options: RefineOptions,
+                 log: Callable[[str], None], should_abort: Callable[[], bool]):
+        _check_options(options)
+        self.options, self.log, self.should_abort = options, log, should_abort
+        ps = read_particles(particles, root=options.root)
+        require_poses(ps)
+        ps, note = ps.with_halves()
+        if note:
+            log(note)
+        self.ps = ps
+        self.box, self.apix = ps.common_box_apix()
+        n1, n2 = ps.split_balance()
+        log(f"{len(ps)} particles (half 1: {n1}, half 2: {n2}), box {self.box}, "
+            f"{self.apix:.4g} A/px")
+        # Read everything that can fail before the first file is written.
+        self.mask = None if options.mask is None else read_mask(options.mask, self.box, self.apix)
+        self.reference = None
+        if options.reference is not None:
+            self.reference, ref_apix = read_map(options.reference)
+            if self.reference.shape[0] != self.box or abs(ref_apix - self.apix) > 1e-3 * self.apix:
+                raise InputError(f"{options.reference}: box {self.reference.shape[0]}, "
+                                 f"{ref_apix:.4g} A/px; expected box {self.box} at {self.apix:.4g} "
+                                 "A/px like the particles")
+        self.model = (None if options.model is None
+                      else _model_coordinates(options.model, self.box, self.apix))
+        self.run = RunDirectory(out_dir, options, Path(particles), len(ps))
+        self.stream = _LogStream(log)
+
+    # --- steps -----------------------------------------------------------------------
+    def _progress(self, total: int, label: str) -> Progress:
+        return Progress(total, label, stream=self.stream, interval_s=5.0)
+
+    def _reconstruct(self, ps: ParticleSet, reader: StackReader, it: int):
+        progress = self._progress(len(ps), f"iteration {it}: reconstruct")
+        maps = reconstruct_halves(ps, reader, progress=progress)
+        progress.finish()
+        d = self.run.iteration_dir(it)
+        for name, volume in zip(("half1.mrc", "half2.mrc", "map.mrc"), maps):
+            write_map(d / name, volume, self.apix)
+        fsc = fsc_curve(maps[0], maps[1])
+        extra = {}
+        summary = {"resolution_A": resolution_at(fsc, self.box, self.apix, 0.143)}
+        if self.mask is not None:
+            masked = masked_fsc_corrected(maps[0], maps[1], self.mask, self.apix)
+            extra = {"fsc_masked_corrected": masked.corrected}
+            summary["masked_resolution_A"] = resolution_at(masked.corrected, self.box, self.apix)
+        write_fsc_csv(d / "fsc.csv", fsc, self.box, self.apix, extra=extra)
+        return fsc, summary
+
+    def _gmm(self, it: int, half: int, res_A: float) -> tuple[GMM, dict]:
+        """This half's GMM at res_A, from this half's map (or the reference / model)."""
+        opts = self.options
+        seed = opts.seed * 1000 + it * 10 + half
+        if it == 1 and self.reference is not None:
+            source = self.reference
+        else:
+            source, _ = read_map(self.run.iteration_dir(it - 1) / f"half{half}.mrc")
+        if self.model is not None:
+            coords, weights = self.model
+            init = gmm_from_atoms(coords, weights * 1.0, res_A, np.random.default_rng(seed))
+            from .filters import lowpass
+            from .fourier import fourier_crop_3d
+            fit_box, fit_apix = fit_sampling(self.box, self.apix, res_A)
+            target = fourier_crop_3d(lowpass(source, self.apix, res_A), fit_box)
+            # Amplitudes in the map's units before the fit: the model's are per element.
+            scale = float(target.sum()) / float(np.sum(init.amplitudes))
+            init = GMM(init.centres_A, init.amplitudes * scale, init.widths_A)
+            gmm, r0, r1 = fit_gmm(target, fit_apix, init, res_A)
+            info = {"n_gauss": len(gmm), "fit_residual": r1, "seeded_from": "model"}
+        else:
+            gmm, report = gmm_from_map(source, self.apix, res_A, n=opts.n_gauss, seed=seed)
+            info = {"n_gauss": len(gmm), "fit_residual": report.residual_end,
+                    "mean_nn_A": report.mean_nn_A, "seeded_from": "map"}
+        d = self.run.iteration_dir(it)
+        write_gmm(gmm, d / f"gmm_half{half}.npz")
+        write_pdb(gmm, d / f"gmm_half{half}.pdb", box=self.box, apix=self.apix)
+        return gmm, info
+
+    def _iteration(self, it: int, ps: ParticleSet, reader: StackReader, res_A: float
+                   ) -> IterationState:
+        opts, t0 = self.options, time.monotonic()
+        rotation, shift = ps.rotation.copy(), ps.shift_A.copy()
+        score0, score1 = np.zeros(len(ps)), np.zeros(len(ps))
+        summary = {"iteration": it, "target_resolution_A": res_A, "halves": {}}
+        self.run.iteration_dir(it).mkdir(parents=True, exist_ok=True)
+        for half in HALVES:
+            index = np.flatnonzero(ps.half_set == half)
+            gmm, info = self._gmm(it, half, res_A)
+            self.log(f"iteration {it}, half {half}: GMM of {info['n_gauss']} Gaussians at "
+                     f"{res_A:.2f} A (fit residual {info['fit_residual']:.3g})")
+            images = ParticleImages(ps.subset(index), reader)
+            progress = self._progress(len(index), f"iteration {it}, half {half}: align")
+            r, s, a, b = refine_particles(gmm, images, res_A, opts, progress=progress,
+                                          should_abort=self.should_abort)
+            rate = len(index) / max(progress.finish(), 1e-9)
+            rotation[index], shift[index], score0[index], score1[index] = r, s, a, b
+            summary["halves"][str(half)] = {**info, "particles_per_s": rate}
+        moved = ps.with_poses(rotation, shift)
+        fsc, figures = self._reconstruct(moved, reader, it)
+        summary.update(figures)
+        summary.update(self._pose_figures(ps, moved, it, score0, score1))
+        summary["seconds"] = time.monotonic() - t0
+        return IterationState(rotation, shift, score0, score1, summary)
+
+    def _pose_figures(self, before: ParticleSet, after: ParticleSet, it: int,
+                      score0: np.ndarray, score1: np.ndarray) -> dict:
+        angle = angle_between_deg(before.rotation, after.rotation)
+        shift = np.linalg.norm(after.shift_A - before.shift_A, axis=1) / self.apix
+        plot_pose_changes(self.run.iteration_dir(it) / "pose_changes.png", angle, shift,
+                          f"iteration {it}: change from the previous poses")
+        return {"angle_change_deg": {"mean": float(angle.mean()), "sd": float(angle.std()),
+                                     "median": float(np.median(angle))},
+                "shift_change_px": {"mean": float(shift.mean()), "sd": float(shift.std()),
+                                    "median": float(np.median(shift))},
+                "score_start_mean": float(score0.mean()), "score_end_mean": float(score1.mean())}
+
+    # --- the loop ----------------------------------------------------------------------
+    def run_all(self) -> RefineResult:
+        opts, run = self.options, self.run
+        curves, summaries = {}, []
+        with StackReader(self.ps.root, source=self.ps.source) as reader:
+            if not run.is_done(0):
+                self.log("iteration 0: reconstructing the half maps at the imported poses")
+                _, figures = self._reconstruct(self.ps, reader, 0)
+                n = len(self.ps)
+                run.save_iteration(0, IterationState(self.ps.rotation, self.ps.shift_A,
+                                                     np.zeros(n), np.zeros(n),
+                                                     {"iteration": 0, **figures}))
+            state = run.load_iteration(0)
+            summaries.append(state.summary)
+            curves["start"] = _read_fsc(run.iteration_dir(0))
+            self.log(f"start: {state.summary['resolution_A']:.2f} A (FSC 0.143)")
+            ps = self.ps
+            for it in range(1, opts.iterations + 1):
+                prev_fsc = curves[list(curves)[-1]]
+                res_A = (opts.res_A if it == 1 and opts.res_A is not None
+                         else next_target_resolution(prev_fsc, self.box, self.apix))
+                if run.is_done(it):
+                    state = run.load_iteration(it)
+                    self.log(f"iteration {it}: already done ({state.summary['resolution_A']:.2f} A)")
+                else:
+                    state = self._iteration(it, ps, reader, res_A)
+                    run.save_iteration(it, state)
+                    self.log(f"iteration {it}: {state.summary['resolution_A']:.2f} A (FSC 0.143), "
+                             f"median change {state.summary['angle_change_deg']['median']:.2f} deg, "
+                             f"{state.summary['shift_change_px']['median']:.2f} px")
+                ps = ps.with_poses(state.rotation, state.shift_A)
+                summaries.append(state.summary)
+                curves[f"iteration {it}"] = _read_fsc(run.iteration_dir(it))
+                run.write_record(summaries)
+        return self._finish(ps, curves, summaries)
+
+    def _finish(self, ps: ParticleSet, curves: dict, summaries: list[dict]) -> RefineResult:
+        run, last = self.run, self.run.iteration_dir(len(summaries) - 1)
+        out = run.path
+        write_particles(ps, out / "particles.star")
+        write_particles(ps, out / "particles.cs")
+        for name in ("half1.mrc", "half2.mrc", "map.mrc"):
+            volume, _ = read_map(last / name)
+            write_map(out / name, volume, self.apix)
+        final = curves[list(curves)[-1]]
+        write_fsc_csv(out / "fsc.csv", final, self.box, self.apix)
+        plot_fsc(out / "fsc.png", curves, self.box, self.apix)
+        angle = angle_between_deg(self.ps.rotation, ps.rotation)
+        shift = np.linalg.norm(ps.shift_A - self.ps.shift_A, axis=1) / self.apix
+        plot_pose_changes(out / "pose_changes.png", angle, shift, "change from the input poses")
+        resolutions = [s["resolution_A"] for s in summaries]
+        run.write_record(summaries, {"start_resolution_A": resolutions[0],
+                                     "resolution_A": resolutions[-1]})
+        self.log(f"resolution {resolutions[0]:.2f} A -> {resolutions[-1]:.2f} A; "
+                 f"results in {out}")
+        return RefineResult(out, out / "particles.star", out / "particles.cs", out / "half1.mrc",
+                            out / "half2.mrc", out / "map.mrc", out / "fsc.csv",
+                            resolutions[0], resolutions[-1], resolutions[1:])
+
+
+def _read_fsc(iteration_dir: Path) -> np.ndarray:
+    import pandas as pd
+
+    return pd.read_csv(iteration_dir / "fsc.csv")["fsc"].to_numpy(float)
+
+
+def run_refinement(particles: Path, out_dir: Path, options: RefineOptions, *,
+                   log: Callable[[str], None] = print,
+                   should_abort: Callable[[], bool] = lambda: False) -> RefineResult:
+    """Refine the poses of PARTICLES (STAR or .cs) into ``out_dir``; resumes a stopped run.
+
+    Raises InputError (one line) on bad input before anything is written, and
+    Aborted when ``should_abort()`` turns true (polled between batches).
+    """
+    return _Refinement(Path(particles), Path(out_dir), options, log, should_abort).run_all()
+
+
+__all__ = ["run_refinement", "RefineOptions", "RefineResult", "Aborted", "next_target_resolution"]

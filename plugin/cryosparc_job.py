@@ -1,0 +1,179 @@
+"""Refine the particles of a CryoSPARC job and save the result as a new External job.
+
+The data path: the upstream job's particles output (a cryosparc-tools
+Dataset) is saved as a working ``.cs`` whose blob paths resolve against the
+project directory, the engine refines it, and the refined poses go back as
+the same particles (same uids) in an External job's ``particles`` output
+(alignments3D replaced, everything else passed through), with the map and
+half maps in one ``volume`` output and progress in the job's event log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import InputError
+from ..io.atomic import atomic_path
+from ..refine_options import RefineOptions, RefineResult
+from .compat import log_progress, project_dir
+
+INPUT_NAME = "particles"
+PARTICLES_OUTPUT = "particles"
+VOLUME_OUTPUT = "volume"
+# Volume slot -> RefineResult attribute holding that map.
+VOLUME_SLOTS = {"map": "map", "map_half_A": "half1", "map_half_B": "half2"}
+
+
+def run_cryosparc_job(cs_client: Any, project_uid: str, job_uid: str, workspace_uid: str, *,
+                      output: str = "particles", options: RefineOptions = RefineOptions(),
+                      title: str = "gmmrefine pose refinement",
+                      work_dir: str | Path | None = None,
+                      log: Callable[[str], None] = print) -> str:
+    """Refine ``job_uid``'s particles and save them and the maps as a new External job.
+
+    Parameters
+    ----------
+    cs_client : a ``cryosparc.tools.CryoSPARC`` session (4.x or 5.x tools).
+    project_uid, job_uid, workspace_uid : e.g. "P3", "J42" (the upstream job), "W1".
+    output : the upstream job's particle output name.
+    options : refinement options; ``root`` defaults to the project directory.
+    title : title of the new External job.
+    work_dir : local directory for the working .cs and the engine's run
+        (default ``gmmrefine_<P>_<J>`` in the working directory); re-running
+        with the same one continues a stopped refinement.
+    log : where progress lines go besides the job's event log.
+
+    Returns
+    -------
+    The uid of the External job holding the results.
+
+    Raises
+    ------
+    InputError
+        Before any job is created: the output is missing, has no blob or
+        alignments3D fields, or names stacks not found under the project directory.
+    """
+    project = cs_client.find_project(project_uid)
+    directory = Path(project_dir(project))
+    work = Path(work_dir) if work_dir is not None else Path(f"gmmrefine_{project_uid}_{job_uid}")
+    particles = _load_output(project, job_uid, output)
+    check_particle_fields(particles, f"{project_uid} {job_uid} output {output!r}")
+    check_blob_paths(particles, directory, f"{project_uid} {job_uid} output {output!r}")
+    input_cs = work / "input_particles.cs"
+    save_dataset(particles, input_cs)
+    if options.root is None:
+        options = dataclasses.replace(options, root=str(directory))
+    log(f"{project_uid} {job_uid} {output}: {len(particles)} particles saved to {input_cs}")
+
+    job = project.create_external_job(workspace_uid, title=title)
+    job.connect(INPUT_NAME, job_uid, output, slots=["blob", "alignments3D"])
+    job.add_output("particle", PARTICLES_OUTPUT, slots=["alignments3D"], passthrough=INPUT_NAME)
+    job.add_output("volume", VOLUME_OUTPUT, slots=list(VOLUME_SLOTS))
+    with job.run():
+        try:
+            result = _refine(job, input_cs, work / "refine", options, log)
+            save_particles(job, particles, result.particles_cs)
+            save_volumes(job, result)
+        except Exception as err:
+            # 4.x marks the job failed without saying why: say it in the log.
+            job.log(f"gmmrefine failed: {type(err).__name__}: {err}", level="error")
+            raise
+        job.log(f"gmmrefine finished: {result.resolution_A:.2f} A "
+                f"(start {result.start_resolution_A:.2f} A)")
+    return job.uid
+
+
+def _load_output(project: Any, job_uid: str, output: str) -> Any:
+    source = project.find_job(job_uid)
+    try:
+        return source.load_output(output)
+    except (KeyError, ValueError) as err:
+        raise InputError(f"{project.uid} {job_uid}: cannot load output {output!r} ({err}); "
+                         "expected the name of a particle output of that job") from None
+
+
+def check_particle_fields(dataset: Any, where: str) -> None:
+    """Refuse a dataset without image references or 3D alignments, in one line."""
+    fields = set(dataset.fields())
+    missing = [name for name in ("blob/path", "blob/idx", "alignments3D/pose",
+                                 "alignments3D/shift") if name not in fields]
+    if missing:
+        raise InputError(f"{where}: fields {', '.join(missing)} missing; expected particles "
+                         "with blob and alignments3D slots (from a 3D refinement)")
+
+
+def check_blob_paths(dataset: Any, directory: Path, where: str) -> None:
+    """Every stack the particles name must exist under the project directory."""
+    paths = np.asarray(dataset["blob/path"]).astype(str)
+    _, first_rows = np.unique(paths, return_index=True)
+    for row in sorted(first_rows):     # report the first missing stack in file order
+        if not (directory / paths[row].lstrip(">")).is_file():
+            raise InputError(f"{where}: row {row} blob/path '{paths[row]}' not found under the "
+                             f"project directory {directory}; expected the particle stacks "
+                             "readable from this machine")
+
+
+def save_dataset(dataset: Any, path: Path) -> None:
+    """Save a Dataset as a ``.cs`` file through a temporary name."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            dataset.save(handle)
+
+
+def _refine(job: Any, input_cs: Path, out_dir: Path, options: RefineOptions,
+            log: Callable[[str], None]) -> RefineResult:
+    from ..refine import run_refinement
+
+    def both(line: str) -> None:
+        log(line)
+        log_progress(job, line)
+
+    return run_refinement(input_cs, out_dir, options, log=both)
+
+
+def refined_rows(input_uids: np.ndarray, refined_uids: np.ndarray) -> np.ndarray:
+    """Row of the refined set holding each input particle, matched by uid (never by order)."""
+    order = np.argsort(refined_uids, kind="stable")
+    position = np.searchsorted(refined_uids[order], input_uids)
+    position = np.minimum(position, len(order) - 1)
+    rows = order[position]
+    lost = refined_uids[rows] != input_uids
+    if np.any(lost):
+        raise ValueError(f"{int(lost.sum())} input particles (first uid "
+                         f"{int(input_uids[lost][0])}) are missing from the refined set")
+    return rows
+
+
+def save_particles(job: Any, particles: Any, refined_cs: Path) -> None:
+    """Save the refined alignments3D as the job's particle output (same uids as the input)."""
+    from cryosparc.dataset import Dataset
+
+    refined = Dataset.load(refined_cs)
+    out = job.alloc_output(PARTICLES_OUTPUT, particles)
+    rows = refined_rows(np.asarray(out["uid"]), np.asarray(refined["uid"]))
+    carried = [name for name in out.fields(exclude_uid=True) if name in refined.fields()]
+    for name in carried:
+        out[name] = np.asarray(refined[name])[rows]
+    job.save_output(PARTICLES_OUTPUT, out)
+
+
+def save_volumes(job: Any, result: RefineResult) -> None:
+    """Upload the map and half maps into the job and save the one-row volume output."""
+    import mrcfile
+
+    volume = job.alloc_output(VOLUME_OUTPUT, 1)
+    fields = set(volume.fields())
+    for slot, attribute in VOLUME_SLOTS.items():
+        path = Path(getattr(result, attribute))
+        job.upload(path.name, str(path), overwrite=True)
+        with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+            box, apix = int(mrc.header.nx), float(mrc.voxel_size.x)
+        values = {"path": f"{job.uid}/{path.name}", "psize_A": apix, "shape": [box] * 3}
+        for key, value in values.items():
+            if f"{slot}/{key}" in fields:
+                volume[f"{slot}/{key}"] = [value]
+    job.save_output(VOLUME_OUTPUT, volume)

@@ -1,0 +1,138 @@
+"""``gmmrefine-relion``: the executable a RELION External job runs.
+
+RELION runs it from the project directory with ``--o JOBDIR/ --in_parts
+P.star [--in_3dref M.mrc] [--in_mask K.mrc] --LABEL VALUE ... --j N``
+(relion_external/params.py). It refines into JOBDIR, prints progress to
+stdout (RELION's run.out), declares the refined particles, half maps and map
+in RELION_OUTPUT_NODES.star and leaves exactly one exit marker on every path
+out, because the pipeliner learns the outcome from nothing else. Running it
+again on the same JOBDIR continues the refinement where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from ..errors import InputError
+from ..refine_options import Aborted, RefineResult
+from . import pipeline_files as pf
+from .params import PROGRAM, JobCommand, job_dir_of, parse_command, split_arguments
+
+
+class _Terminated(Exception):
+    """SIGTERM (a queue system's kill) turned into an exception, so the marker still gets written."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one External job; return the exit status (0 success, 1 failure, 2 aborted).
+
+    Parameters
+    ----------
+    argv : the arguments RELION passed (default: ``sys.argv[1:]``).
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        job_dir = job_dir_of(split_arguments(argv))
+    except InputError as err:
+        # No job directory: nowhere to put a marker, and nothing RELION would read.
+        _fail_line(str(err))
+        return 1
+    job_dir.mkdir(parents=True, exist_ok=True)
+    pf.clear_exit_markers(job_dir)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        command = parse_command(split_arguments(argv))
+        check_inputs(command)
+        set_threads(command.threads)
+        result = _refine(command)
+        nodes = output_nodes(result, job_dir)
+        pf.write_output_nodes(job_dir, nodes, pf.relion_version(job_dir))
+    except Aborted:
+        _say(f"{PROGRAM}: aborted on request ({pf.ABORT_NOW}); finished iterations are kept "
+             "and a re-run continues from them")
+        pf.write_exit_marker(job_dir, pf.ABORTED)
+        return 2
+    except InputError as err:
+        _fail_line(str(err))
+        pf.write_exit_marker(job_dir, pf.FAILURE)
+        return 1
+    except BaseException as err:  # noqa: BLE001 - every way out must leave a marker
+        traceback.print_exc(file=sys.stderr)
+        _fail_line(f"{type(err).__name__}: {err}")
+        pf.write_exit_marker(job_dir, pf.FAILURE)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _say(f"{PROGRAM}: done; final resolution {result.resolution_A:.2f} A "
+         f"(start {result.start_resolution_A:.2f} A)")
+    pf.write_exit_marker(job_dir, pf.SUCCESS)
+    return 0
+
+
+def check_inputs(command: JobCommand) -> None:
+    """Refuse missing input files before any compute (relion #250), one line each."""
+    named = {"--in_parts": command.particles, "--in_3dref": command.options.reference,
+             "--in_mask": command.options.mask, "--model": command.options.model}
+    for label, path in named.items():
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"{label} {path}: file not found (paths are relative "
+                             f"to the project directory {Path.cwd()})")
+
+
+def set_threads(threads: int) -> None:
+    """Give TensorFlow and OpenMP the thread count RELION's ``--j`` asks for.
+
+    The environment variables reach TensorFlow only if it is not imported
+    yet, which is why this runs before the engine is imported.
+    """
+    for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        os.environ[name] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1" if threads < 4 else "2"
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        except RuntimeError:
+            pass  # already initialised: it keeps its threads, which is harmless
+
+
+def output_nodes(result: RefineResult, job_dir: Path) -> list[pf.OutputNode]:
+    """The outputs RELION should add to the pipeline, as project-relative paths."""
+    def relative(path: Path) -> str:
+        path = Path(path)
+        return os.path.relpath(path, Path.cwd()) if path.is_absolute() else str(path)
+
+    return [pf.OutputNode(relative(result.particles_star), "particles"),
+            pf.OutputNode(relative(result.half1), "halfmap"),
+            pf.OutputNode(relative(result.half2), "halfmap"),
+            pf.OutputNode(relative(result.map), "map")]
+
+
+def _refine(command: JobCommand) -> RefineResult:
+    from ..refine import run_refinement  # after set_threads: it imports TensorFlow
+
+    _say(f"{PROGRAM}: refining {command.particles} into {command.job_dir} "
+         f"with {command.threads} thread(s)")
+    return run_refinement(command.particles, command.job_dir, command.options, log=_say,
+                          should_abort=lambda: pf.abort_requested(command.job_dir))
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _fail_line(reason: str) -> None:
+    print(f"{PROGRAM}: error: {reason}", file=sys.stderr, flush=True)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated(f"stopped by signal {signum}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Pose refinement: one particle pulled back, halves kept apart, resume, end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gmmrefine import refine as refine_module
+from gmmrefine.align import AlignSettings, align_batch, apply_moves
+from gmmrefine.cli.main import cli
+from gmmrefine.errors import InputError
+from gmmrefine.fourier import fft2c, fourier_crop_2d
+from gmmrefine.gauss_newton import (GaussNewtonSettings, gauss_newton_batch,
+                                    make_spectrum_and_jacobian)
+from gmmrefine.frc import gather_rings, ring_pixels_for_resolution
+from gmmrefine.geometry import angle_between_deg, perturb_rotations, random_rotations
+from gmmrefine.gmm import GMM, projected_gmm_image
+from gmmrefine.io.particles_io import read_particles
+from gmmrefine.project import make_pose_objective
+from gmmrefine.refine_options import Aborted, RefineOptions
+from gmmrefine.simulate.dataset import simulate_dataset
+
+
+def _blobs(rng, n=300):
+    return GMM(rng.normal(scale=6.0, size=(n, 3)), rng.uniform(0.5, 1.5, n), rng.uniform(1.2, 2.0, n))
+
+
+def _spectra(gmm, rotations, origins, box, apix, oversample=4):
+    """Centred spectra of images rendered on a 4x finer grid and Fourier-cropped,
+    so the pixel-integration blur of the data is negligible (the kernel has none)."""
+    fine = np.array([projected_gmm_image(gmm, a, o, box * oversample, apix / oversample)
+                     for a, o in zip(rotations, origins)])
+    return fourier_crop_2d(fft2c(fine), box)
+
+
+def test_gauss_newton_pulls_particles_back_in_a_few_steps():
+    rng = np.random.default_rng(0)
+    gmm, box, apix = _blobs(rng), 48, 1.0
+    truth = random_rotations(8, rng)
+    origin = rng.normal(scale=1.5, size=(8, 2))
+    pixels = ring_pixels_for_resolution(box, apix, 3.0, 25.0)
+    data = gather_rings(_spectra(gmm, truth, origin, box, apix), pixels)
+    start = perturb_rotations(truth, 2.0, rng)
+    start_origin = origin + rng.normal(scale=0.5, size=origin.shape)
+    jacobian = make_spectrum_and_jacobian(gmm, pixels, apix)
+    result = gauss_newton_batch(jacobian, start, start_origin, data, apix,
+                                GaussNewtonSettings(iterations=3))
+    rotation, shift = apply_moves(start, start_origin, result.dtheta_deg, result.dshift_px, apix)
+    assert np.median(angle_between_deg(start, truth)) > 1.0
+    assert angle_between_deg(rotation, truth).max() < 0.05
+    assert np.abs(shift - origin).max() < 0.01
+
+
+def test_pose_jacobian_matches_finite_differences():
+    rng = np.random.default_rng(5)
+    gmm, box, apix = _blobs(rng, 100), 40, 1.2
+    rotation, origin = random_rotations(4, rng), rng.normal(size=(4, 2))
+    pixels = ring_pixels_for_resolution(box, apix, 3.0, 25.0)
+    jacobian = make_spectrum_and_jacobian(gmm, pixels, apix)
+    _, jac = (x.numpy() for x in jacobian(rotation.astype(np.float32), origin.astype(np.float32)))
+    eps = 0.02
+    for a in range(5):
+        move = np.zeros((4, 5))
+        move[:, a] = eps
+        plus = apply_moves(rotation, origin, move[:, :3], move[:, 3:], apix)
+        minus = apply_moves(rotation, origin, -move[:, :3], -move[:, 3:], apix)
+        f_plus, f_minus = (jacobian(r.astype(np.float32), o.astype(np.float32))[0].numpy()
+                           for r, o in (plus, minus))
+        numeric = (f_plus - f_minus) / (2 * eps)
+        assert np.abs(numeric - jac[..., a]).max() < 1e-2 * np.abs(jac[..., a]).max(), a
+
+
+def test_adam_pulls_particles_back_on_the_frc():
+    rng = np.random.default_rng(0)
+    gmm, box, apix = _blobs(rng), 48, 1.0
+    truth = random_rotations(8, rng)
+    origin = rng.normal(scale=1.5, size=(8, 2))
+    pixels = ring_pixels_for_resolution(box, apix, 3.0, 25.0)
+    data = gather_rings(_spectra(gmm, truth, origin, box, apix), pixels)
+    start = perturb_rotations(truth, 2.0, rng)
+    start_origin = origin + rng.normal(scale=0.5, size=origin.shape)
+    objective = make_pose_objective(gmm, pixels, apix)
+    result = align_batch(objective, start, start_origin, data,
+                         AlignSettings(steps=100, step_deg=0.5, step_px=0.25))
+    rotation, shift = apply_moves(start, start_origin, result.dtheta_deg, result.dshift_px, apix)
+    assert np.median(angle_between_deg(start, truth)) > 1.0
+    assert angle_between_deg(rotation, truth).max() < 0.2
+    assert np.abs(shift - origin).max() < 0.05
+    assert np.all(result.frc_best >= result.frc_start)
+
+
+def test_no_particle_ends_worse_than_it_started():
+    rng = np.random.default_rng(1)
+    gmm, box, apix = _blobs(rng), 32, 1.5
+    truth = random_rotations(16, rng)
+    clean = np.array([projected_gmm_image(gmm, a, np.zeros(2), box, apix) for a in truth])
+    noisy = clean + rng.normal(scale=3 * clean.std(), size=clean.shape)
+    pixels = ring_pixels_for_resolution(box, apix, 4.0, 25.0)
+    objective = make_pose_objective(gmm, pixels, apix)
+    # Steps far too large for the landscape: many moves make things worse.
+    result = align_batch(objective, truth, np.zeros((16, 2)), gather_rings(fft2c(noisy), pixels),
+                         AlignSettings(steps=4, step_deg=8.0, step_px=3.0))
+    again = objective(*(np.asarray(x, np.float32) for x in (
+        truth, np.zeros((16, 2)), gather_rings(fft2c(noisy), pixels).real,
+        gather_rings(fft2c(noisy), pixels).imag, result.dtheta_deg, result.dshift_px)))[0].numpy()
+    assert np.all(result.frc_best >= result.frc_start)
+    np.testing.assert_allclose(again, result.frc_best, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    simulate_dataset(out, n=240, box=48, apix=2.4, snr=1.0, angle_rms_deg=4.0, crb_sample=0)
+    return out
+
+
+def _spy(monkeypatch):
+    """Record which half's map every GMM came from and which halves met each GMM."""
+    built, met = {}, []
+    real_gmm, real_refine = refine_module._Refinement._gmm, refine_module.refine_particles
+
+    def gmm_spy(self, it, half, res_A):
+        gmm, info = real_gmm(self, it, half, res_A)
+        built[id(gmm)] = half
+        return gmm, info
+
+    def refine_spy(gmm, images, *args, **kwargs):
+        met.append((built[id(gmm)], set(np.unique(images.particles.half_set).tolist())))
+        return real_refine(gmm, images, *args, **kwargs)
+
+    monkeypatch.setattr(refine_module._Refinement, "_gmm", gmm_spy)
+    monkeypatch.setattr(refine_module, "refine_particles", refine_spy)
+    return met
+
+
+def test_halves_never_meet_the_other_halfs_gmm_and_resume_skips_finished_work(
+        small_set, tmp_path, monkeypatch):
+    met = _spy(monkeypatch)
+    out = tmp_path / "run"
+    options = RefineOptions(iterations=1, steps=2)
+    result = refine_module.run_refinement(small_set / "particles.star", out, options, log=lambda s: None)
+    assert met == [(1, {1}), (2, {2})]
+    assert result.resolution_A > 0 and len(result.resolutions_A) == 1
+    first = (out / "iter_001" / "iteration.json").stat().st_mtime_ns
+
+    # Same options, one more iteration: iteration 1 is read back, only iteration 2 runs.
+    met.clear()
+    more = RefineOptions(iterations=2, steps=2)
+    result = refine_module.run_refinement(small_set / "particles.star", out, more, log=lambda s: None)
+    assert met == [(1, {1}), (2, {2})]
+    assert (out / "iter_001" / "iteration.json").stat().st_mtime_ns == first
+    record = json.loads((out / "run.json").read_text())
+    assert [i["iteration"] for i in record["iterations"]] == [0, 1, 2]
+
+    met.clear()
+    refine_module.run_refinement(small_set / "particles.star", out, more, log=lambda s: None)
+    assert met == []
+
+    with pytest.raises(InputError, match="steps"):
+        refine_module.run_refinement(small_set / "particles.star", out,
+                                     RefineOptions(iterations=2, steps=3), log=lambda s: None)
+
+
+def test_abort_stops_between_batches_and_keeps_finished_iterations(small_set, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(Aborted):
+        refine_module.run_refinement(small_set / "particles.star", out,
+                                     RefineOptions(iterations=1, steps=2), log=lambda s: None,
+                                     should_abort=lambda: True)
+    assert (out / "iter_000" / "iteration.json").exists()
+    assert not (out / "iter_001" / "iteration.json").exists()
+    assert not (out / "particles.star").exists()
+
+
+def test_cli_refines_towards_the_truth_and_writes_both_host_formats(small_set, tmp_path):
+    # A perfect reference for the first GMMs: with 120 particles per half the
+    # half maps alone limit the poses more than the noise does.
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["refine", str(small_set / "particles.star"), "--out", str(out),
+                                      "--iter", "1", "--res", "6",
+                                      "--reference", str(small_set / "truth_map.mrc")])
+    assert result.exit_code == 0, result.output
+    truth = read_particles(small_set / "truth.star")
+    start = read_particles(small_set / "particles.star")
+    apix = start.common_box_apix()[1]
+    for name in ("particles.star", "particles.cs"):
+        refined = read_particles(out / name)
+        before = np.median(angle_between_deg(start.rotation, truth.rotation))
+        after = np.median(angle_between_deg(refined.rotation, truth.rotation))
+        assert after < 0.6 * before, (name, before, after)
+        shift_after = np.median(np.linalg.norm(refined.shift_A - truth.shift_A, axis=1)) / apix
+        assert shift_after < 0.3, (name, shift_after)
+        np.testing.assert_array_equal(refined.half_set, start.half_set)
+    for name in ("half1.mrc", "half2.mrc", "map.mrc", "fsc.csv", "fsc.png", "pose_changes.png",
+                 "run.json", "iter_001/gmm_half1.npz", "iter_001/gmm_half2.pdb"):
+        assert (out / name).is_file(), name
+    assert "Gold-standard resolution" in result.output
+
+
+def test_bad_options_fail_before_anything_is_written(small_set, tmp_path):
+    result = CliRunner().invoke(cli, ["refine", str(small_set / "particles.star"), "--out",
+                                      str(tmp_path / "run"), "--iter", "0"])
+    assert result.exit_code == 2
+    assert "iterations 0" in result.output
+    assert not (tmp_path / "run").exists()
