@@ -36,15 +36,23 @@ def _spectra(gmm, rotations, origins, box, apix, oversample=4):
     return fourier_crop_2d(fft2c(fine), box)
 
 
-def test_gauss_newton_pulls_particles_back_in_a_few_steps():
+def _perturbed_case() -> dict:
+    """Eight noise-free particles of known pose, and start poses ~2 deg / 0.5 px off."""
     rng = np.random.default_rng(0)
     gmm, box, apix = _blobs(rng), 48, 1.0
     truth = random_rotations(8, rng)
     origin = rng.normal(scale=1.5, size=(8, 2))
     pixels = ring_pixels_for_resolution(box, apix, 3.0, 25.0)
     data = gather_rings(_spectra(gmm, truth, origin, box, apix), pixels)
-    start = perturb_rotations(truth, 2.0, rng)
-    start_origin = origin + rng.normal(scale=0.5, size=origin.shape)
+    return dict(gmm=gmm, apix=apix, pixels=pixels, data=data, truth=truth, origin=origin,
+                start=perturb_rotations(truth, 2.0, rng),
+                start_origin=origin + rng.normal(scale=0.5, size=origin.shape))
+
+
+def test_gauss_newton_pulls_particles_back_in_a_few_steps():
+    case = _perturbed_case()
+    gmm, apix, pixels, data = case["gmm"], case["apix"], case["pixels"], case["data"]
+    truth, origin, start, start_origin = case["truth"], case["origin"], case["start"], case["start_origin"]
     jacobian = make_spectrum_and_jacobian(gmm, pixels, apix)
     result = gauss_newton_batch(jacobian, start, start_origin, data, apix,
                                 GaussNewtonSettings(iterations=3))
@@ -74,14 +82,9 @@ def test_pose_jacobian_matches_finite_differences():
 
 
 def test_adam_pulls_particles_back_on_the_frc():
-    rng = np.random.default_rng(0)
-    gmm, box, apix = _blobs(rng), 48, 1.0
-    truth = random_rotations(8, rng)
-    origin = rng.normal(scale=1.5, size=(8, 2))
-    pixels = ring_pixels_for_resolution(box, apix, 3.0, 25.0)
-    data = gather_rings(_spectra(gmm, truth, origin, box, apix), pixels)
-    start = perturb_rotations(truth, 2.0, rng)
-    start_origin = origin + rng.normal(scale=0.5, size=origin.shape)
+    case = _perturbed_case()
+    gmm, apix, pixels, data = case["gmm"], case["apix"], case["pixels"], case["data"]
+    truth, origin, start, start_origin = case["truth"], case["origin"], case["start"], case["start_origin"]
     objective = make_pose_objective(gmm, pixels, apix)
     result = align_batch(objective, start, start_origin, data,
                          AlignSettings(steps=100, step_deg=0.5, step_px=0.25))
