@@ -134,9 +134,12 @@ def _resolution_sphere(box: int, apix: float, res_A: float) -> np.ndarray:
     return (np.sqrt(x * x + y * y + z * z) <= apix / res_A).astype(np.float32)
 
 
-def fit_gmm(target: np.ndarray, apix: float, init: GMM, res_A: float, *, steps: int = 200,
+def fit_gmm(target: np.ndarray, apix: float, init: GMM, res_A: float, *, steps: int = 80,
             learning_rate: float = 0.02, fit_centres: bool = True) -> tuple[GMM, float, float]:
     """Fit centres, amplitudes and widths of ``init`` to ``target`` up to res_A.
+
+    80 Adam steps by default: on a 90 kDa map at 4.9 A, 200 steps gave the
+    same FSC to the map (0.9 at 4.76 A, 0.5 at 3.81 A) in 2.5x the time.
 
     ``target`` is already on the fitting grid. Returns the fitted GMM and the
     relative Fourier residual |M - T|^2 / |T|^2 before and after.
@@ -184,7 +187,7 @@ def fit_gmm(target: np.ndarray, apix: float, init: GMM, res_A: float, *, steps: 
 
 def gmm_from_map(volume: np.ndarray, apix: float, res_A: float, *, n: int | None = None,
                  threshold: float | None = None, mask: np.ndarray | None = None,
-                 steps: int = 200, seed: int = 0) -> tuple[GMM, FitReport]:
+                 steps: int = 80, seed: int = 0) -> tuple[GMM, FitReport]:
     """Build a GMM from a (half) map at resolution res_A.
 
     Seeds N centres by k-means on the voxels above ``threshold`` (default:
