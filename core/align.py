@@ -37,8 +37,8 @@ class AlignedBatch:
 
     dtheta_deg: np.ndarray   # (n, 3) rotation vector applied as R(dtheta) A
     dshift_px: np.ndarray    # (n, 2) added to the origin, pixels of the aligned grid
-    frc_start: np.ndarray    # (n,)
-    frc_best: np.ndarray     # (n,)
+    score_start: np.ndarray  # (n,) the score at the start pose
+    score_best: np.ndarray   # (n,) the score at the returned pose
 
 
 def _schedule(steps: int) -> np.ndarray:
@@ -68,18 +68,18 @@ def align_batch(objective, rotation: np.ndarray, origin_A: np.ndarray, data: np.
     v = np.zeros((n, 5))
     lengths = np.array([settings.step_deg] * 3 + [settings.step_px * shift_scale] * 2)
     best = np.zeros((n, 5))
-    frc_start = frc_best = None
+    score_start = best_score = None
     factors = _schedule(settings.steps)
     for t in range(settings.steps + 1):
         frc, g_theta, g_shift = objective(rot, org, dre, dim,
                                           tf.constant(params[:, :3], tf.float32),
                                           tf.constant(params[:, 3:], tf.float32))
         frc = frc.numpy().astype(float)
-        if frc_start is None:
-            frc_start, frc_best = frc.copy(), frc.copy()
-        better = frc > frc_best
+        if score_start is None:
+            score_start, best_score = frc.copy(), frc.copy()
+        better = frc > best_score
         best[better] = params[better]
-        frc_best = np.maximum(frc_best, frc)
+        best_score = np.maximum(best_score, frc)
         if t == settings.steps:
             break
         g = np.concatenate([g_theta.numpy(), g_shift.numpy()], axis=1).astype(float)
@@ -88,7 +88,7 @@ def align_batch(objective, rotation: np.ndarray, origin_A: np.ndarray, data: np.
         m_hat = m / (1 - settings.beta1 ** (t + 1))
         v_hat = v / (1 - settings.beta2 ** (t + 1))
         params = params + factors[t] * lengths * m_hat / (np.sqrt(v_hat) + 1e-12)
-    return AlignedBatch(best[:, :3], best[:, 3:], frc_start, frc_best)
+    return AlignedBatch(best[:, :3], best[:, 3:], score_start, best_score)
 
 
 def apply_moves(rotation: np.ndarray, origin_A: np.ndarray, dtheta_deg: np.ndarray,

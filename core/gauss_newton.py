@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 import tensorflow as tf
+from scipy.spatial.transform import Rotation
 
 from .align import AlignedBatch, apply_moves
 from .frc import RingPixels
@@ -107,7 +108,6 @@ def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
     Moves are re-based after every step (the pose is updated and the next
     Jacobian taken at zero move), so they compose exactly as apply_moves does.
     """
-    n = len(rotation)
     rot, org = np.asarray(rotation, float).copy(), np.asarray(origin_A, float).copy()
     best_rot, best_org = rot.copy(), org.copy()
     score_start = best = None
@@ -136,8 +136,6 @@ def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
         rot, org = apply_moves(rot, org, step[:, :3], step[:, 3:], apix)
     # Express the best poses as moves from the start, as AlignedBatch reports them.
     turn = best_rot @ np.transpose(np.asarray(rotation, float), (0, 2, 1))
-    from scipy.spatial.transform import Rotation
-
     dtheta = np.degrees(Rotation.from_matrix(turn).as_rotvec())
     dshift = (best_org - np.asarray(origin_A, float)) / apix
     return AlignedBatch(dtheta, dshift, score_start, best)

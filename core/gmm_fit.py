@@ -224,3 +224,20 @@ def gmm_from_atoms(coords_A: np.ndarray, weights: np.ndarray, res_A: float,
     sd = res_A / (np.pi * np.sqrt(2.0))
     centres = np.asarray(coords_A, float) + rng.normal(scale=sd, size=np.shape(coords_A))
     return GMM(centres, np.asarray(weights, float), np.full(len(centres), max(res_A / 4.0, 1.0)))
+
+
+def gmm_from_model(coords_A: np.ndarray, weights: np.ndarray, volume: np.ndarray, apix: float,
+                   res_A: float, rng: np.random.Generator, *, steps: int = 80) -> tuple[GMM, float]:
+    """One Gaussian per atom, randomised at res_A, then fitted to ``volume`` up to res_A.
+
+    The atoms' weights are per element; they are scaled to the map's units
+    (its integrated density) before the fit. Returns the GMM and the fit's
+    relative Fourier residual.
+    """
+    init = gmm_from_atoms(coords_A, weights, res_A, rng)
+    fit_box, fit_apix = fit_sampling(volume.shape[0], apix, res_A)
+    target = fourier_crop_3d(lowpass(volume, apix, res_A), fit_box)
+    scale = float(target.sum()) / float(np.sum(init.amplitudes))
+    init = GMM(init.centres_A, init.amplitudes * scale, init.widths_A)
+    gmm, _, residual = fit_gmm(target, fit_apix, init, res_A, steps=steps)
+    return gmm, residual

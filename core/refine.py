@@ -9,7 +9,6 @@ only place they meet is the FSC.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -20,7 +19,7 @@ from .errors import InputError
 from .fsc import fsc_curve, masked_fsc_corrected, resolution_at, write_fsc_csv
 from .geometry import angle_between_deg
 from .gmm import GMM
-from .gmm_fit import fit_gmm, fit_sampling, gmm_from_atoms, gmm_from_map
+from .gmm_fit import gmm_from_map, gmm_from_model
 from .gmm_io import write_gmm, write_pdb
 from .images import ParticleImages
 from .io.mrc import read_map, write_map
@@ -160,16 +159,9 @@ class _Refinement:
             source, _ = read_map(self.run.iteration_dir(it - 1) / f"half{half}.mrc")
         if self.model is not None:
             coords, weights = self.model
-            init = gmm_from_atoms(coords, weights * 1.0, res_A, np.random.default_rng(seed))
-            from .filters import lowpass
-            from .fourier import fourier_crop_3d
-            fit_box, fit_apix = fit_sampling(self.box, self.apix, res_A)
-            target = fourier_crop_3d(lowpass(source, self.apix, res_A), fit_box)
-            # Amplitudes in the map's units before the fit: the model's are per element.
-            scale = float(target.sum()) / float(np.sum(init.amplitudes))
-            init = GMM(init.centres_A, init.amplitudes * scale, init.widths_A)
-            gmm, r0, r1 = fit_gmm(target, fit_apix, init, res_A)
-            info = {"n_gauss": len(gmm), "fit_residual": r1, "seeded_from": "model"}
+            gmm, residual = gmm_from_model(coords, weights, source, self.apix, res_A,
+                                           np.random.default_rng(seed))
+            info = {"n_gauss": len(gmm), "fit_residual": residual, "seeded_from": "model"}
         else:
             gmm, report = gmm_from_map(source, self.apix, res_A, n=opts.n_gauss, seed=seed)
             info = {"n_gauss": len(gmm), "fit_residual": report.residual_end,

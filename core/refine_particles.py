@@ -86,7 +86,7 @@ def refine_particles(gmm: GMM, images: ParticleImages, res_A: float, options: Re
             rotation[batch], shift[batch] = apply_moves(rotation[batch], shift[batch],
                                                         result.dtheta_deg, result.dshift_px,
                                                         crop_apix)
-            score0[batch], score1[batch] = result.frc_start, result.frc_best
+            score0[batch], score1[batch] = result.score_start, result.score_best
             if progress is not None:
                 progress.update(len(batch))
     return rotation, shift, score0, score1

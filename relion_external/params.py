@@ -76,7 +76,7 @@ PARAMETERS: dict[str, Parameter] = {
 }
 
 # RELION's input-node arguments that carry a RefineOptions field.
-INPUT_NODES: dict[str, str] = {"in_3dref": "reference", "in_mask": "mask"}
+INPUT_NODES: dict[str, str] = {"in_3dre": "reference", "in_mask": "mask"}
 
 # Input nodes RELION may pass that refinement has no use for.
 UNUSED_NODES = ("in_movies", "in_mics", "in_coords")
@@ -122,7 +122,7 @@ def split_arguments(argv: list[str]) -> dict[str, str]:
 def job_dir_of(pairs: dict[str, str]) -> Path:
     """The job directory (``--o``), which every exit marker goes into."""
     if not pairs.get("o"):
-        raise InputError(f"--o is missing; expected --o JOBDIR/ (RELION passes it)")
+        raise InputError("--o is missing; expected --o JOBDIR/ (RELION passes it)")
     return Path(pairs["o"])
 
 
@@ -146,7 +146,7 @@ def parse_command(pairs: dict[str, str]) -> JobCommand:
         raise InputError(f"unknown parameter --{label}; known labels: "
                          + ", ".join(PARAMETERS))
     if not pairs.get("in_parts"):
-        raise InputError(f"no input particles (--in_parts); expected the "
+        raise InputError("no input particles (--in_parts); expected the "
                          "'Input particles' node set to a particles STAR file")
     values: dict[str, object] = {}
     for label, field_name in INPUT_NODES.items():
