@@ -76,7 +76,7 @@ PARAMETERS: dict[str, Parameter] = {
 }
 
 # RELION's input-node arguments that carry a RefineOptions field.
-INPUT_NODES: dict[str, str] = {"in_3dre": "reference", "in_mask": "mask"}
+INPUT_NODES: dict[str, str] = {"in_3dref": "reference", "in_mask": "mask"}
 
 # Input nodes RELION may pass that refinement has no use for.
 UNUSED_NODES = ("in_movies", "in_mics", "in_coords")
