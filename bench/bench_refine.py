@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -139,9 +140,32 @@ def relion_refine(case: Path, sim: Path, args) -> tuple[Path, float]:
            "--dont_combine_weights_via_disc", "--pool", "30"]
     if args.relion_iter_max:
         cmd += ["--auto_iter_max", str(args.relion_iter_max)]
-    seconds = cached_seconds(case / "relion_refine_wall.json",
-                             lambda: run_timed(cmd, sim, case / "relion_refine.log"))
-    return out, seconds
+    marker = case / "relion_refine_wall.json"
+    if not marker.is_file():
+        seconds, stopped = run_with_timeout(cmd, sim, case / "relion_refine.log",
+                                            60 * args.relion_timeout_min)
+        write_text_atomic(marker, json.dumps({"wall_s": seconds, "stopped_at_timeout": stopped}))
+    return out, json.loads(marker.read_text())["wall_s"]
+
+
+def run_with_timeout(cmd: list[str], cwd: Path, log: Path, timeout_s: float
+                     ) -> tuple[float, bool]:
+    """Run ``cmd``; past ``timeout_s`` (0: never) stop its process group. (seconds, stopped)."""
+    t0 = time.perf_counter()
+    with open(log, "w") as out:
+        job = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+        try:
+            code = job.wait(timeout=timeout_s or None)
+        except subprocess.TimeoutExpired:
+            # mpirun's ranks share its session: stop them all, then judge the
+            # last iteration RELION finished (relion_outputs).
+            os.killpg(job.pid, signal.SIGTERM)
+            job.wait()
+            return time.perf_counter() - t0, True
+    if code != 0:
+        sys.exit(f"bench_refine: {' '.join(cmd)} failed (exit {code}); see {log}")
+    return time.perf_counter() - t0, False
 
 
 def gmmrefine_reconstruct(star: Path, out: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -258,6 +282,11 @@ def print_report(result: dict) -> None:
               f"{'' if wall is None else f'{wall:.0f}':>9}")
     print("(own FSC: gmmrefine reconstruct for start / truth, each program's own half maps "
           "otherwise; relion_rec: relion_reconstruct halves of every pose set)")
+    relion = rows.get("relion_refine")
+    if relion:
+        print(f"RELION: {relion['iterations']} iterations, "
+              f"{'converged' if relion['converged'] else 'NOT converged (last iteration shown)'}, "
+              f"rlnCurrentResolution {relion['rlnCurrentResolution_A']:.2f} A")
     for name, t in result["targets"].items():
         below = " (target lies below the Cramer-Rao bound)" if t.get("target_below_crb") else ""
         target = next(v for k, v in t.items() if k.startswith("target_") and k != "target_below_crb")
@@ -280,7 +309,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--sigma-ang", type=float, default=2.0, help="RELION's local search sd, deg")
     p.add_argument("--relion-iter-max", type=int, default=0,
                    help="stop RELION's auto-refine at this iteration (0: at convergence)")
+    p.add_argument("--relion-timeout-min", type=float, default=0,
+                   help="stop RELION after this long and report its last iteration (0: never)")
     p.add_argument("--no-relion-refine", action="store_true")
+    p.add_argument("--note", default="", help="free text kept in the JSON (e.g. machine load)")
     p.add_argument("--data", type=Path, default=HERE / ".data")
     p.add_argument("--out", type=Path, default=HERE / "results" / "refine.json")
     return p.parse_args()
@@ -319,6 +351,8 @@ def main() -> None:
         run_dir, walls["relion_refine"] = relion_refine(case, sim, args)
         stars["relion_refine"] = relion_outputs(run_dir)["data"]
         extra["relion_refine"] = relion_figures(run_dir, apix)
+        extra["relion_refine"]["stopped_at_timeout"] = json.loads(
+            (case / "relion_refine_wall.json").read_text()).get("stopped_at_timeout", False)
         own_res["relion_refine"] = extra["relion_refine"]["resolution_half_maps_A"]
     stars["truth"] = sim / "truth.star"
 
@@ -338,15 +372,18 @@ def main() -> None:
         "particles": args.n, "box": args.box, "apix": apix,
         "snr": args.snr, "start_rms": {"angle_deg": args.angle_rms_deg,
                                        "shift_px": args.shift_rms_px},
-        "gmmrefine_iterations": args.iter, "cramer_rao": crb,
+        "gmmrefine_iterations": args.iter, "gmmrefine_options": run_record.get("options"),
+        "cramer_rao": crb,
         "snr_realised": truth_json.get("snr_realised"), "pose_sets": rows,
         "targets": targets(rows["gmmrefine"], own_res["gmmrefine"], own_res["truth"], crb),
         "relion_refine_options": None if args.no_relion_refine else {
             "ini_high_A": args.ini_high, "sigma_ang_deg": args.sigma_ang, "healpix_order": 4,
             "offset_range_px": 3, "offset_step_px": 1, "mpi_ranks": 3, "threads": 1,
-            "auto_iter_max": args.relion_iter_max or None},
+            "auto_iter_max": args.relion_iter_max or None,
+            "timeout_min": args.relion_timeout_min or None},
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "note": args.note,
         "data": str(case.relative_to(HERE.parent)) if case.is_relative_to(HERE.parent) else str(case),
     }
     # One file, one entry per data set: a smaller run with RELION beside the full one.

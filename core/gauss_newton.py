@@ -100,42 +100,67 @@ def _correlation(model: np.ndarray, data: np.ndarray) -> np.ndarray:
     return cross / np.maximum(norm, np.finfo(np.float32).tiny)
 
 
+def _moves_from(rotation0: np.ndarray, origin0: np.ndarray, rotation: np.ndarray,
+                origin: np.ndarray, apix: float) -> np.ndarray:
+    """(n, 5) moves (rotation vector, degrees; shift, grid pixels) taking pose 0 to pose."""
+    turn = rotation @ np.transpose(rotation0, (0, 2, 1))
+    return np.concatenate([np.degrees(Rotation.from_matrix(turn).as_rotvec()),
+                           (origin - origin0) / apix], axis=1)
+
+
 def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
                        origin_A: np.ndarray, data: np.ndarray, apix: float,
-                       settings: GaussNewtonSettings, shift_scale: float = 1.0) -> AlignedBatch:
-    """Refine a batch by Gauss-Newton on |D - alpha M(p)|^2; each particle keeps its best pose.
+                       settings: GaussNewtonSettings, shift_scale: float = 1.0,
+                       ctf: np.ndarray | None = None,
+                       prior_sd: np.ndarray | None = None) -> AlignedBatch:
+    """Refine a batch by Gauss-Newton on |D - alpha C M(p)|^2 / v, plus a Gaussian prior.
 
+    ``ctf`` (n, M) modulates the projection (None: data already weighted);
+    ``prior_sd`` (5,) is the prior's sd of each move around the start pose
+    (degrees, grid pixels), None for none. v, the noise power per Fourier
+    pixel, is estimated from each particle's residual at the start, which
+    the noise dominates. Each particle keeps the pose with the best
+    posterior it visited, starting with its own; a better posterior means a
+    smaller residual, so the correlation never ends below its start.
     Moves are re-based after every step (the pose is updated and the next
     Jacobian taken at zero move), so they compose exactly as apply_moves does.
     """
-    rot, org = np.asarray(rotation, float).copy(), np.asarray(origin_A, float).copy()
+    rotation0 = np.asarray(rotation, float)
+    origin0 = np.asarray(origin_A, float)
+    rot, org = rotation0.copy(), origin0.copy()
     best_rot, best_org = rot.copy(), org.copy()
-    score_start = best = None
+    precision = np.zeros(5) if prior_sd is None else 1.0 / np.asarray(prior_sd, float) ** 2
+    score_start = best_score = best_cost = noise = None
     limit = np.array([settings.max_step_deg] * 3 + [settings.max_step_px * shift_scale] * 2)
     for it in range(settings.iterations + 1):
         model, jac = spectrum_and_jacobian(tf.constant(rot, tf.float32), tf.constant(org, tf.float32))
         model, jac = model.numpy().astype(np.complex128), jac.numpy().astype(np.complex128)
-        score = _correlation(model, data)
-        if score_start is None:
-            score_start, best = score.copy(), score.copy()
-        better = score > best
-        best_rot[better], best_org[better], best = rot[better], org[better], np.maximum(best, score)
-        if it == settings.iterations:
-            break
+        if ctf is not None:
+            model, jac = model * ctf, jac * ctf[..., None]
         power = np.sum(np.abs(model) ** 2, axis=-1)
         alpha = np.sum((model.conj() * data).real, axis=-1) / np.maximum(power, 1e-30)
         residual = data - alpha[:, None] * model
+        if noise is None:
+            noise = np.maximum(np.mean(np.abs(residual) ** 2, axis=-1), 1e-30)
+        moved = _moves_from(rotation0, origin0, rot, org, apix)
+        cost = np.sum(np.abs(residual) ** 2, axis=-1) / noise + 0.5 * moved ** 2 @ precision
+        score = _correlation(model, data)
+        if score_start is None:
+            score_start, best_score, best_cost = score.copy(), score.copy(), cost.copy()
+        better = cost < best_cost
+        best_rot[better], best_org[better] = rot[better], org[better]
+        best_score[better], best_cost[better] = score[better], cost[better]
+        if it == settings.iterations:
+            break
         j = alpha[:, None, None] * jac
-        jtj = np.einsum("nmi,nmj->nij", j.conj(), j).real
-        jtr = np.einsum("nmi,nm->ni", j.conj(), residual).real
+        jtj = 2.0 * np.einsum("nmi,nmj->nij", j.conj(), j).real / noise[:, None, None]
+        jtr = 2.0 * np.einsum("nmi,nm->ni", j.conj(), residual).real / noise[:, None]
         jtj = jtj + settings.damping * np.eye(5) * np.einsum("nii->ni", jtj)[:, :, None]
-        step = np.linalg.solve(jtj + 1e-30 * np.eye(5), jtr[..., None])[..., 0]
+        hessian = jtj + np.diag(precision) + 1e-30 * np.eye(5)
+        step = np.linalg.solve(hessian, (jtr - moved * precision)[..., None])[..., 0]
         # The trust region: one step never moves further than the limits.
         scale = np.min(np.minimum(1.0, limit / np.maximum(np.abs(step), 1e-12)), axis=1)
         step = step * scale[:, None]
         rot, org = apply_moves(rot, org, step[:, :3], step[:, 3:], apix)
-    # Express the best poses as moves from the start, as AlignedBatch reports them.
-    turn = best_rot @ np.transpose(np.asarray(rotation, float), (0, 2, 1))
-    dtheta = np.degrees(Rotation.from_matrix(turn).as_rotvec())
-    dshift = (best_org - np.asarray(origin_A, float)) / apix
-    return AlignedBatch(dtheta, dshift, score_start, best)
+    moves = _moves_from(rotation0, origin0, best_rot, best_org, apix)
+    return AlignedBatch(moves[:, :3], moves[:, 3:], score_start, best_score)

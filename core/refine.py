@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError
+from .filters import apply_shell_weights
 from .fsc import fsc_curve, masked_fsc_corrected, resolution_at, write_fsc_csv
 from .geometry import angle_between_deg
 from .gmm import GMM
@@ -59,6 +60,20 @@ def next_target_resolution(fsc: np.ndarray, box: int, apix: float) -> float:
     agree on, so each iteration can gain, but never finer than Nyquist.
     """
     return max(0.9 * resolution_at(fsc, box, apix, 0.1), 2.0 * apix)
+
+
+def fsc_weighted(half_map: np.ndarray, fsc: np.ndarray) -> np.ndarray:
+    """A half map with each shell scaled by sqrt(2 FSC / (1 + FSC)), its correlation with the truth.
+
+    The weighting that makes a noisy reference an estimate of the truth
+    (Rosenthal & Henderson's C_ref, RELION's reference filter): without it a
+    half map's noise at the resolution limit is fitted into the GMM, the
+    half's particles align to their own noise, and the poses drift further
+    from the truth with every iteration (measured: 2.7 -> 3.7 degrees over
+    five iterations at SNR 0.05).
+    """
+    fsc = np.clip(np.asarray(fsc, float), 0.0, 1.0)
+    return apply_shell_weights(half_map, np.sqrt(2.0 * fsc / (1.0 + fsc)))
 
 
 def _check_options(options: RefineOptions) -> None:
@@ -157,6 +172,7 @@ class _Refinement:
             source = self.reference
         else:
             source, _ = read_map(self.run.iteration_dir(it - 1) / f"half{half}.mrc")
+            source = fsc_weighted(source, _read_fsc(self.run.iteration_dir(it - 1)))
         if self.model is not None:
             coords, weights = self.model
             gmm, residual = gmm_from_model(coords, weights, source, self.apix, res_A,

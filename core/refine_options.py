@@ -37,6 +37,9 @@ class RefineOptions:
     step_deg, step_px  largest move of one step (rotation, degrees; shift,
                  pixels of the original images); None: 2 deg / 1 px for
                  Gauss-Newton, 0.5 deg / 0.25 px for Adam
+    prior_deg, prior_px  rms error expected of the input poses (rotation,
+                 degrees; shift, pixels): a Gaussian prior around each
+                 particle's pose for "cc"; None: no prior
     score        "cc": correlation of the CTF-weighted particle with the
                  projection over all rings at once (near the likelihood
                  optimum under white noise); "frc": the paper's FRC of the
@@ -58,6 +61,8 @@ class RefineOptions:
     step_deg: float | None = None
     step_px: float | None = None
     score: str = "cc"
+    prior_deg: float | None = 3.0
+    prior_px: float | None = 1.0
     root: str | None = None
     seed: int = 0
 

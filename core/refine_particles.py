@@ -43,13 +43,22 @@ def _aligner(gmm: GMM, pixels, apix: float, options: RefineOptions, shift_scale:
             max_step_deg=2.0 if options.step_deg is None else options.step_deg,
             max_step_px=1.0 if options.step_px is None else options.step_px)
         jacobian = make_spectrum_and_jacobian(gmm, pixels, apix)
-        return lambda rot, org, data: gauss_newton_batch(jacobian, rot, org, data, apix, settings,
-                                                         shift_scale)
+        prior = prior_sd(options, shift_scale)
+        return lambda rot, org, data, ctf: gauss_newton_batch(
+            jacobian, rot, org, data, apix, settings, shift_scale, ctf=ctf, prior_sd=prior)
     settings = AlignSettings(steps=10 if options.steps is None else options.steps,
                              step_deg=0.5 if options.step_deg is None else options.step_deg,
                              step_px=0.25 if options.step_px is None else options.step_px)
     objective = make_pose_objective(gmm, pixels, apix)
-    return lambda rot, org, data: align_batch(objective, rot, org, data, settings, shift_scale)
+    return lambda rot, org, data, ctf: align_batch(objective, rot, org, data, settings, shift_scale)
+
+
+def prior_sd(options: RefineOptions, shift_scale: float) -> np.ndarray | None:
+    """Per-move prior sd: rms angle spread over 3 axes, rms shift over 2 (grid pixels)."""
+    if options.prior_deg is None or options.prior_px is None:
+        return None
+    return np.array([options.prior_deg / np.sqrt(3.0)] * 3
+                    + [options.prior_px * shift_scale / np.sqrt(2.0)] * 2)
 
 
 def refine_particles(gmm: GMM, images: ParticleImages, res_A: float, options: RefineOptions, *,
@@ -69,20 +78,20 @@ def refine_particles(gmm: GMM, images: ParticleImages, res_A: float, options: Re
     score0, score1 = np.zeros(n), np.zeros(n)
     for lo in range(0, n, options.chunk):
         index = np.arange(lo, min(n, lo + options.chunk))
-        # "cc" weights each Fourier pixel by the CTF (a matched filter: it
-        # correlates the particle with the CTF-modulated projection); "frc"
-        # only flips phases, as the paper does.
+        # "cc" compares the particle with the CTF-modulated projection (the
+        # likelihood's own comparison under white noise); "frc" flips
+        # phases and ignores CTF amplitudes, as the paper does.
         spectra, ctf, _ = images.spectra(index, box_out=crop, center=False,
                                          phase_flip=options.score == "frc")
-        if options.score == "cc":
-            spectra = spectra * ctf
         data = gather_rings(spectra, pixels)
+        ctf_rings = gather_rings(ctf, pixels).real if options.score == "cc" else None
         del spectra, ctf
         for b in range(0, len(index), options.batch):
             if should_abort():
                 raise Aborted("stopped on request")
             batch = index[b:b + options.batch]
-            result = align(rotation[batch], shift[batch], data[b:b + options.batch])
+            result = align(rotation[batch], shift[batch], data[b:b + options.batch],
+                           None if ctf_rings is None else ctf_rings[b:b + options.batch])
             rotation[batch], shift[batch] = apply_moves(rotation[batch], shift[batch],
                                                         result.dtheta_deg, result.dshift_px,
                                                         crop_apix)

@@ -70,6 +70,10 @@ PARAMETERS: dict[str, Parameter] = {
     "score": Parameter("score", str,
                        "cc: CTF-weighted correlation over all rings (default); frc: the "
                        "paper's ring-normalised FRC"),
+    "prior_deg": Parameter("prior_deg", float, "rms rotation error expected of the input poses, "
+                           "degrees (a Gaussian prior, score cc); none: no prior", optional=True),
+    "prior_px": Parameter("prior_px", float, "rms shift error expected of the input poses, "
+                          "pixels; none: no prior", optional=True),
     "root": Parameter("root", str,
                       "directory image paths resolve against (default: the project)", optional=True),
     "seed": Parameter("seed", int, "random seed (k-means seeding, model randomisation)"),

@@ -27,6 +27,11 @@ from ..refine_options import RefineOptions
               help="Lowest resolution the alignment uses, A.")
 @click.option("--score", type=click.Choice(["cc", "frc"]), default="cc", show_default=True,
               help="cc: CTF-weighted correlation over all rings; frc: the paper's ring-normalised FRC.")
+@click.option("--prior-deg", type=float, default=3.0, show_default=True,
+              help="RMS rotation error expected of the input poses: a Gaussian prior (score cc).")
+@click.option("--prior-px", type=float, default=1.0, show_default=True,
+              help="RMS shift error expected of the input poses, pixels (score cc).")
+@click.option("--no-prior", is_flag=True, help="Pure likelihood: no prior around the input poses.")
 @click.option("--steps", type=int, default=None,
               help="Optimiser steps per particle [default: 4 Gauss-Newton (cc), 10 Adam (frc)].")
 @click.option("--step-deg", type=float, default=None,
@@ -38,10 +43,12 @@ from ..refine_options import RefineOptions
 @click.option("--root", type=click.Path(file_okay=False), default=None,
               help="Directory image paths resolve against (default: as the host does).")
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
-def main(particles: Path, out_dir: Path, **kwargs) -> None:
+def main(particles: Path, out_dir: Path, no_prior: bool, **kwargs) -> None:
     """Refine particle poses against per-half GMMs, iterating with reconstruction and FSC."""
     from ..refine import run_refinement
 
+    if no_prior:
+        kwargs.update(prior_deg=None, prior_px=None)
     result = run_refinement(particles, out_dir, RefineOptions(**kwargs), log=click.echo)
     click.echo(f"Gold-standard resolution: {result.start_resolution_A:.2f} A -> "
                f"{result.resolution_A:.2f} A")
