@@ -252,3 +252,10 @@ def test_cli_translates_options_and_connection(monkeypatch):
     assert (project, job, workspace) == ("P3", "J42", "W1")
     assert kwargs["options"] == RefineOptions(iterations=2, res_A=8.0)
     assert "J77" in result.output
+
+    seen.clear()
+    result = CliRunner().invoke(command.main, [
+        "--project", "P3", "--job", "J42", "--workspace", "W1", "--no-prior",
+        "--base-url", "http://cs:39000"])
+    assert result.exit_code == 0, result.output
+    assert seen["run"][3]["options"] == RefineOptions(prior_deg=None, prior_px=None)

@@ -57,16 +57,22 @@ def refine_options(command):
               help="[env CRYOSPARC_PASSWORD]")
 @click.option("--license", "license_id", envvar="CRYOSPARC_LICENSE_ID", default=None,
               help="License id (4.x servers only). [env CRYOSPARC_LICENSE_ID]")
+@click.option("--no-prior", is_flag=True,
+              help="Pure likelihood: no prior around the input poses (prior_deg/prior_px off).")
 @refine_options
 def main(project_uid: str, job_uid: str, workspace_uid: str, output: str, title: str,
          work_dir: Path | None, base_url: str | None, host: str | None, port: int | None,
-         email: str | None, password: str | None, license_id: str | None, **fields) -> None:
+         email: str | None, password: str | None, license_id: str | None, no_prior: bool,
+         **fields) -> None:
     """Refine the particles of job JOB in project PROJECT; save them and the maps as a
     new External job in WORKSPACE (cryosparc-tools 4.x or 5.x)."""
     from ..plugin.compat import connect
     from ..plugin.cryosparc_job import run_cryosparc_job
 
     options = RefineOptions(**{name: value for name, value in fields.items() if value is not None})
+    if no_prior:
+        # An unset option means "the engine's default", so switching the prior off needs a flag.
+        options = dataclasses.replace(options, prior_deg=None, prior_px=None)
     client = connect(base_url=base_url, host=host, port=port, email=email, password=password,
                      license_id=license_id)
     uid = run_cryosparc_job(client, project_uid, job_uid, workspace_uid, output=output,
