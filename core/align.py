@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
-from scipy.spatial.transform import Rotation
 
 
 @dataclass(frozen=True)
@@ -89,10 +88,3 @@ def align_batch(objective, rotation: np.ndarray, origin_A: np.ndarray, data: np.
         v_hat = v / (1 - settings.beta2 ** (t + 1))
         params = params + factors[t] * lengths * m_hat / (np.sqrt(v_hat) + 1e-12)
     return AlignedBatch(best[:, :3], best[:, 3:], score_start, best_score)
-
-
-def apply_moves(rotation: np.ndarray, origin_A: np.ndarray, dtheta_deg: np.ndarray,
-                dshift_px: np.ndarray, apix: float) -> tuple[np.ndarray, np.ndarray]:
-    """New poses: A' = R(dtheta) A and o' = o + apix * dshift (the kernel's convention)."""
-    turn = Rotation.from_rotvec(np.radians(dtheta_deg)).as_matrix()
-    return turn @ rotation, origin_A + apix * dshift_px

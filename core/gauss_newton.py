@@ -30,10 +30,11 @@ import numpy as np
 import tensorflow as tf
 from scipy.spatial.transform import Rotation
 
-from .align import AlignedBatch, apply_moves
+from .align import AlignedBatch
 from .frc import RingPixels
 from .gmm import GMM
-from .project import (TWO_PI, _factor_pair, gmm_tensors, n_frequencies, product_to_pixels)
+from .project import (TWO_PI, _factor_pair, apply_pose_moves, gmm_tensors, n_frequencies,
+                      product_to_pixels)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
     posterior it visited, starting with its own; a better posterior means a
     smaller residual, so the correlation never ends below its start.
     Moves are re-based after every step (the pose is updated and the next
-    Jacobian taken at zero move), so they compose exactly as apply_moves does.
+    Jacobian taken at zero move), so they compose exactly as apply_pose_moves does.
     """
     rotation0 = np.asarray(rotation, float)
     origin0 = np.asarray(origin_A, float)
@@ -161,6 +162,6 @@ def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
         # The trust region: one step never moves further than the limits.
         scale = np.min(np.minimum(1.0, limit / np.maximum(np.abs(step), 1e-12)), axis=1)
         step = step * scale[:, None]
-        rot, org = apply_moves(rot, org, step[:, :3], step[:, 3:], apix)
+        rot, org = apply_pose_moves(rot, org, step[:, :3], step[:, 3:], apix)
     moves = _moves_from(rotation0, origin0, best_rot, best_org, apix)
     return AlignedBatch(moves[:, :3], moves[:, 3:], score_start, best_score)

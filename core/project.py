@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.spatial.transform import Rotation
 
-from .frc import RingPixels, frc_mean, frc_per_ring
+from .frc import RingPixels, frc_mean
 from .gmm import GMM
 
 TWO_PI = 2.0 * np.pi
@@ -236,36 +236,8 @@ def model_spectrum(centres_A: tf.Tensor, amplitudes: tf.Tensor, widths_A: tf.Ten
     return SPECTRUM_METHODS[method](centres_2d, amplitudes, widths_A, pixels, apix)
 
 
-def _pooled_correlation(re, im, dre, dim):
-    """Correlation over all pixels at once: sum Re(M D*) / sqrt(sum |M|^2 sum |D|^2)."""
-    cross = tf.reduce_sum(re * dre + im * dim, axis=-1)
-    power = tf.reduce_sum(re * re + im * im, axis=-1) * tf.reduce_sum(dre * dre + dim * dim, axis=-1)
-    return cross * tf.math.rsqrt(power + np.finfo(np.float32).tiny)
-
-
-def _ring_score(pixels: RingPixels, ring_weights: np.ndarray | str | None) -> Callable:
-    """The FRC averaged over rings, plainly or with per-ring weights (normalised to sum 1).
-
-    Plain means let noise-dominated outer rings count as much as the rings
-    that carry the signal; weights such as the half maps' SNR per shell
-    (FSC / (1 - FSC)) keep each ring's say in proportion to what it knows.
-    """
-    if ring_weights is None:
-        return lambda re, im, dre, dim: frc_mean(re, im, dre, dim, pixels)
-    if isinstance(ring_weights, str) and ring_weights == "pooled":
-        return _pooled_correlation
-    w = np.clip(np.asarray(ring_weights, float).reshape(-1), 0.0, None)
-    if w.shape != (pixels.n_rings,) or not w.sum() > 0:
-        raise ValueError(f"ring weights of shape {w.shape}, sum {w.sum()}; "
-                         f"expected {pixels.n_rings} non-negative weights, not all zero")
-    weights = tf.constant(w / w.sum(), tf.float32)
-    return lambda re, im, dre, dim: tf.reduce_sum(
-        frc_per_ring(re, im, dre, dim, pixels) * weights, axis=-1)
-
-
 def make_pose_objective(gmm: GMM, pixels: RingPixels, apix: float,
-                        method: str = "separable",
-                        ring_weights: np.ndarray | None = None) -> Callable:
+                        method: str = "separable") -> Callable:
     """A compiled function giving each particle's FRC and its gradient in the 5 pose moves.
 
     The returned ``objective(rotation, origin_A, data_re, data_im, dtheta_deg,
@@ -277,7 +249,6 @@ def make_pose_objective(gmm: GMM, pixels: RingPixels, apix: float,
     Memory is bounded by the batch size n.
     """
     centres, amplitudes, widths = gmm_tensors(gmm)
-    score = _ring_score(pixels, ring_weights)
     spectrum = (functools.partial(separable_spectrum, gmm_grads=False) if method == "separable"
                 else SPECTRUM_METHODS[method])
     spec = [tf.TensorSpec([None, 3, 3], tf.float32), tf.TensorSpec([None, 2], tf.float32),
@@ -292,7 +263,7 @@ def make_pose_objective(gmm: GMM, pixels: RingPixels, apix: float,
             centres_2d = projected_centres_A(centres, rotation, origin_A, dtheta_deg, dshift_px,
                                              apix)
             re, im = spectrum(centres_2d, amplitudes, widths, pixels, apix)
-            frc = score(re, im, data_re, data_im)
+            frc = frc_mean(re, im, data_re, data_im, pixels)
         grad_theta, grad_shift = tape.gradient(frc, [dtheta_deg, dshift_px])
         return frc, grad_theta, grad_shift
 

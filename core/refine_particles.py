@@ -12,12 +12,12 @@ from typing import Callable
 
 import numpy as np
 
-from .align import AlignSettings, align_batch, apply_moves
+from .align import AlignSettings, align_batch
 from .gauss_newton import GaussNewtonSettings, gauss_newton_batch, make_spectrum_and_jacobian
 from .frc import gather_rings, ring_pixels_for_resolution
 from .gmm import GMM
 from .images import ParticleImages, crop_box_for_resolution
-from .project import make_pose_objective
+from .project import apply_pose_moves, make_pose_objective
 from .refine_options import Aborted, RefineOptions
 
 SCORES = ("cc", "frc")
@@ -92,7 +92,7 @@ def refine_particles(gmm: GMM, images: ParticleImages, res_A: float, options: Re
             batch = index[b:b + options.batch]
             result = align(rotation[batch], shift[batch], data[b:b + options.batch],
                            None if ctf_rings is None else ctf_rings[b:b + options.batch])
-            rotation[batch], shift[batch] = apply_moves(rotation[batch], shift[batch],
+            rotation[batch], shift[batch] = apply_pose_moves(rotation[batch], shift[batch],
                                                         result.dtheta_deg, result.dshift_px,
                                                         crop_apix)
             score0[batch], score1[batch] = result.score_start, result.score_best

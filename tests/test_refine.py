@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gmmrefine import refine as refine_module
-from gmmrefine.align import AlignSettings, align_batch, apply_moves
+from gmmrefine.align import AlignSettings, align_batch
 from gmmrefine.cli.main import cli
 from gmmrefine.errors import InputError
 from gmmrefine.fourier import fft2c, fourier_crop_2d
@@ -19,7 +19,7 @@ from gmmrefine.frc import gather_rings, ring_pixels_for_resolution
 from gmmrefine.geometry import angle_between_deg, perturb_rotations, random_rotations
 from gmmrefine.gmm import GMM, projected_gmm_image
 from gmmrefine.io.particles_io import read_particles
-from gmmrefine.project import make_pose_objective
+from gmmrefine.project import apply_pose_moves, make_pose_objective
 from gmmrefine.refine_options import Aborted, RefineOptions
 from gmmrefine.simulate.dataset import simulate_dataset
 
@@ -56,7 +56,7 @@ def test_gauss_newton_pulls_particles_back_in_a_few_steps():
     jacobian = make_spectrum_and_jacobian(gmm, pixels, apix)
     result = gauss_newton_batch(jacobian, start, start_origin, data, apix,
                                 GaussNewtonSettings(iterations=3))
-    rotation, shift = apply_moves(start, start_origin, result.dtheta_deg, result.dshift_px, apix)
+    rotation, shift = apply_pose_moves(start, start_origin, result.dtheta_deg, result.dshift_px, apix)
     assert np.median(angle_between_deg(start, truth)) > 1.0
     assert angle_between_deg(rotation, truth).max() < 0.05
     assert np.abs(shift - origin).max() < 0.01
@@ -73,8 +73,8 @@ def test_pose_jacobian_matches_finite_differences():
     for a in range(5):
         move = np.zeros((4, 5))
         move[:, a] = eps
-        plus = apply_moves(rotation, origin, move[:, :3], move[:, 3:], apix)
-        minus = apply_moves(rotation, origin, -move[:, :3], -move[:, 3:], apix)
+        plus = apply_pose_moves(rotation, origin, move[:, :3], move[:, 3:], apix)
+        minus = apply_pose_moves(rotation, origin, -move[:, :3], -move[:, 3:], apix)
         f_plus, f_minus = (jacobian(r.astype(np.float32), o.astype(np.float32))[0].numpy()
                            for r, o in (plus, minus))
         numeric = (f_plus - f_minus) / (2 * eps)
@@ -88,7 +88,7 @@ def test_adam_pulls_particles_back_on_the_frc():
     objective = make_pose_objective(gmm, pixels, apix)
     result = align_batch(objective, start, start_origin, data,
                          AlignSettings(steps=100, step_deg=0.5, step_px=0.25))
-    rotation, shift = apply_moves(start, start_origin, result.dtheta_deg, result.dshift_px, apix)
+    rotation, shift = apply_pose_moves(start, start_origin, result.dtheta_deg, result.dshift_px, apix)
     assert np.median(angle_between_deg(start, truth)) > 1.0
     assert angle_between_deg(rotation, truth).max() < 0.2
     assert np.abs(shift - origin).max() < 0.05
