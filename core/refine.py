@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError
+from .focus import fraction_inside, widen_outside_mask
 from .filters import apply_shell_weights
 from .fsc import fsc_curve, masked_fsc_corrected, resolution_at, write_fsc_csv
 from .geometry import angle_between_deg
@@ -23,6 +24,7 @@ from .gmm import GMM
 from .gmm_fit import gmm_from_map, gmm_from_model
 from .gmm_io import write_gmm, write_pdb
 from .images import ParticleImages
+from .io.atomic import write_text_atomic
 from .io.mrc import read_map, write_map
 from .io.particles_io import read_particles, require_poses, write_particles
 from .io.stack import StackReader
@@ -182,6 +184,10 @@ class _Refinement:
             gmm, report = gmm_from_map(source, self.apix, res_A, n=opts.n_gauss, seed=seed)
             info = {"n_gauss": len(gmm), "fit_residual": report.residual_end,
                     "mean_nn_A": report.mean_nn_A, "seeded_from": "map"}
+        if self.mask is not None:
+            # Focus: the region keeps its detail, the rest only its coarse shape.
+            info["mass_in_mask"] = fraction_inside(gmm, self.mask, self.apix)
+            gmm = widen_outside_mask(gmm, self.mask, self.apix)
         d = self.run.iteration_dir(it)
         write_gmm(gmm, d / f"gmm_half{half}.npz")
         write_pdb(gmm, d / f"gmm_half{half}.pdb", box=self.box, apix=self.apix)
@@ -252,9 +258,11 @@ class _Refinement:
                 else:
                     state = self._iteration(it, ps, reader, res_A)
                     run.save_iteration(it, state)
-                    self.log(f"iteration {it}: {state.summary['resolution_A']:.2f} A (FSC 0.143), "
-                             f"median change {state.summary['angle_change_deg']['median']:.2f} deg, "
-                             f"{state.summary['shift_change_px']['median']:.2f} px")
+                    masked = state.summary.get("masked_resolution_A")
+                    self.log(f"iteration {it}: {state.summary['resolution_A']:.2f} A (FSC 0.143)"
+                             + ("" if masked is None else f", {masked:.2f} A within the mask")
+                             + f", median change {state.summary['angle_change_deg']['median']:.2f} "
+                             f"deg, {state.summary['shift_change_px']['median']:.2f} px")
                 ps = ps.with_poses(state.rotation, state.shift_A)
                 summaries.append(state.summary)
                 curves[f"iteration {it}"] = _read_fsc(run.iteration_dir(it))
@@ -269,15 +277,20 @@ class _Refinement:
         for name in ("half1.mrc", "half2.mrc", "map.mrc"):
             volume, _ = read_map(last / name)
             write_map(out / name, volume, self.apix)
-        final = curves[list(curves)[-1]]
-        write_fsc_csv(out / "fsc.csv", final, self.box, self.apix)
-        plot_fsc(out / "fsc.png", curves, self.box, self.apix)
+        # The last iteration's table, masked columns included when there is a mask.
+        write_text_atomic(out / "fsc.csv", (last / "fsc.csv").read_text())
+        plot_fsc(out / "fsc.png", {**curves, **_masked_curve(last)}, self.box, self.apix)
         angle = angle_between_deg(self.ps.rotation, ps.rotation)
         shift = np.linalg.norm(ps.shift_A - self.ps.shift_A, axis=1) / self.apix
         plot_pose_changes(out / "pose_changes.png", angle, shift, "change from the input poses")
         resolutions = [s["resolution_A"] for s in summaries]
-        run.write_record(summaries, {"start_resolution_A": resolutions[0],
-                                     "resolution_A": resolutions[-1]})
+        extra = {"start_resolution_A": resolutions[0], "resolution_A": resolutions[-1]}
+        if self.mask is not None:
+            extra.update(start_masked_resolution_A=summaries[0]["masked_resolution_A"],
+                         masked_resolution_A=summaries[-1]["masked_resolution_A"])
+            self.log(f"within the mask (corrected): {extra['start_masked_resolution_A']:.2f} A -> "
+                     f"{extra['masked_resolution_A']:.2f} A")
+        run.write_record(summaries, extra)
         self.log(f"resolution {resolutions[0]:.2f} A -> {resolutions[-1]:.2f} A; "
                  f"results in {out}")
         return RefineResult(out, out / "particles.star", out / "particles.cs", out / "half1.mrc",
@@ -285,10 +298,18 @@ class _Refinement:
                             resolutions[0], resolutions[-1], resolutions[1:])
 
 
-def _read_fsc(iteration_dir: Path) -> np.ndarray:
+def _read_fsc(iteration_dir: Path, column: str = "fsc") -> np.ndarray:
     import pandas as pd
 
-    return pd.read_csv(iteration_dir / "fsc.csv")["fsc"].to_numpy(float)
+    return pd.read_csv(iteration_dir / "fsc.csv")[column].to_numpy(float)
+
+
+def _masked_curve(iteration_dir: Path) -> dict[str, np.ndarray]:
+    """{label: masked corrected FSC} of an iteration when it has one, else {}."""
+    try:
+        return {"final, within the mask": _read_fsc(iteration_dir, "fsc_masked_corrected")}
+    except KeyError:
+        return {}
 
 
 def run_refinement(particles: Path, out_dir: Path, options: RefineOptions, *,
@@ -299,6 +320,11 @@ def run_refinement(particles: Path, out_dir: Path, options: RefineOptions, *,
     Raises InputError (one line) on bad input before anything is written, and
     Aborted when ``should_abort()`` turns true (polled between batches).
     """
+    if options.patches is not None:
+        from .patch_refine import run_patch_refinement
+
+        return run_patch_refinement(particles, out_dir, options, log=log,
+                                    should_abort=should_abort)
     return _Refinement(Path(particles), Path(out_dir), options, log, should_abort).run_all()
 
 

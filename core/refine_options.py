@@ -27,8 +27,9 @@ class RefineOptions:
     model        PDB file to seed the GMMs (one Gaussian per non-H atom)
     reference    map for the first iteration's GMMs instead of the half maps
                  (low-passed to res_A; both halves use it)
-    mask         soft mask (MRC, values in [0, 1]): masked FSC reported with
-                 RELION's phase-randomisation correction
+    mask         soft mask (MRC, values in [0, 1]) of the region to focus on:
+                 Gaussians outside it are widened (focus.py), and the FSC
+                 within it is reported with RELION's phase-randomisation correction
     low_cut_A    lowest resolution used by the FRC
     batch        particles aligned at once (bounds GPU memory)
     chunk        particles read from disk at once (bounds host memory)
@@ -44,6 +45,11 @@ class RefineOptions:
                  projection over all rings at once (near the likelihood
                  optimum under white noise); "frc": the paper's FRC of the
                  phase-flipped particle, every ring normalised and weighted alike
+    patches      patch-by-patch refinement: after the global iterations, K
+                 focused runs (k-means patches of the GMM) and their composite
+                 map; None: global refinement only. With a mask, patches are
+                 placed inside it and the global run is not focused.
+    patch_iterations  focused iterations per patch
     root         directory image paths resolve against (default: as the host does)
     seed         random seed (k-means seeding, model randomisation)
     """
@@ -63,6 +69,8 @@ class RefineOptions:
     score: str = "cc"
     prior_deg: float | None = 3.0
     prior_px: float | None = 1.0
+    patches: int | None = None
+    patch_iterations: int = 3
     root: str | None = None
     seed: int = 0
 

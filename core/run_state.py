@@ -41,7 +41,8 @@ class RunDirectory:
     def __init__(self, out_dir: Path, options: RefineOptions, particles: Path, n_particles: int):
         self.path = Path(out_dir)
         self.options = options
-        self.record = {"input": str(particles), "n_particles": int(n_particles),
+        # Resolved, so the same file named from another directory resumes the run.
+        self.record = {"input": str(Path(particles).resolve()), "n_particles": int(n_particles),
                        "options": options.to_dict(), "iterations": []}
         self._check_compatible()
 

@@ -74,6 +74,9 @@ PARAMETERS: dict[str, Parameter] = {
                            "degrees (a Gaussian prior, score cc); none: no prior", optional=True),
     "prior_px": Parameter("prior_px", float, "rms shift error expected of the input poses, "
                           "pixels; none: no prior", optional=True),
+    "patches": Parameter("patches", int, "patch-by-patch: K focused patch runs after the global "
+                         "iterations, and a composite map; none: global only", optional=True),
+    "patch_iter": Parameter("patch_iterations", int, "focused iterations per patch"),
     "root": Parameter("root", str,
                       "directory image paths resolve against (default: the project)", optional=True),
     "seed": Parameter("seed", int, "random seed (k-means seeding, model randomisation)"),

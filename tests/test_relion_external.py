@@ -48,7 +48,7 @@ def test_every_table_row_parses_a_value_of_its_type():
 
 
 @pytest.mark.parametrize("text, words", [
-    ("--o J/ --in_parts P.star --patches 8", ["--patches", "known labels", "iter", "n_gauss"]),
+    ("--o J/ --in_parts P.star --patch_count 8", ["--patch_count", "known labels", "iter", "n_gauss"]),
     ("--o J/ --in_parts P.star --iter three", ["--iter", "integer"]),
     ("--o J/ --in_parts P.star --res", ["--res", "number"]),
     ("--o J/ --in_parts P.star --in_mics M.star", ["--in_mics", "does not use"]),

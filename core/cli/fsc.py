@@ -8,7 +8,7 @@ import click
 
 from ..errors import InputError
 from ..fsc import fsc_curve, masked_fsc_corrected, resolution_at, write_fsc_csv
-from ..io.mrc import read_map
+from ..io.mrc import read_half_maps
 from ..masks import read_mask
 from ..plots import plot_fsc
 
@@ -23,17 +23,6 @@ def _output_prefix(out: str | None, out_dir: str | None) -> Path:
     return Path(out or "fsc")
 
 
-def _read_halves(half1: str, half2: str):
-    map1, apix1 = read_map(half1)
-    map2, apix2 = read_map(half2)
-    if map1.shape != map2.shape:
-        raise InputError(f"{half1}, {half2}: half maps have boxes {map1.shape[0]} and {map2.shape[0]}; "
-                         "expected the same box")
-    if abs(apix1 - apix2) > 1e-3 * max(apix1, apix2):
-        raise InputError(f"{half1}, {half2}: half maps have voxel sizes {apix1:.4f} and {apix2:.4f} A; "
-                         "expected the same voxel size")
-    return map1, map2, apix1
-
 
 @click.command()
 @click.argument("half1", type=click.Path(dir_okay=False))
@@ -46,7 +35,7 @@ def _read_halves(half1: str, half2: str):
 def main(half1: str, half2: str, mask: str | None, out: str | None, out_dir: str | None, seed: int) -> None:
     """Gold-standard FSC between half maps HALF1 and HALF2 (MRC)."""
     prefix = _output_prefix(out, out_dir)
-    map1, map2, apix = _read_halves(half1, half2)
+    map1, map2, apix = read_half_maps(half1, half2)
     box = map1.shape[0]
     if mask is None:
         fsc = fsc_curve(map1, map2)

@@ -22,7 +22,13 @@ from ..refine_options import RefineOptions
 @click.option("--reference", type=click.Path(dir_okay=False), default=None,
               help="Map for the first iteration's GMMs instead of the half maps.")
 @click.option("--mask", type=click.Path(dir_okay=False), default=None,
-              help="Soft mask: masked, phase-randomisation-corrected FSC is reported too.")
+              help="Soft mask of a region: focused refinement (Gaussians outside it widened), "
+                   "FSC within it reported too; with --patches, where patches go.")
+@click.option("--patches", type=click.IntRange(min=1), default=None,
+              help="Patch-by-patch: K focused patch runs after the global ones, and a "
+                   "composite map (8 is usual; default: global only).")
+@click.option("--patch-iter", "patch_iterations", type=click.IntRange(min=1), default=3,
+              show_default=True, help="Focused iterations per patch.")
 @click.option("--low-cut", "low_cut_A", default=25.0, show_default=True,
               help="Lowest resolution the alignment uses, A.")
 @click.option("--score", type=click.Choice(["cc", "frc"]), default="cc", show_default=True,

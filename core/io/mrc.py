@@ -34,6 +34,20 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     return data, apix
 
 
+def read_half_maps(half1: str | os.PathLike, half2: str | os.PathLike
+                   ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Two half maps and their voxel size; InputError unless boxes and voxel sizes agree."""
+    map1, apix1 = read_map(half1)
+    map2, apix2 = read_map(half2)
+    if map1.shape != map2.shape:
+        raise InputError(f"{half1}, {half2}: half maps have boxes {map1.shape[0]} and "
+                         f"{map2.shape[0]}; expected the same box")
+    if abs(apix1 - apix2) > 1e-3 * max(apix1, apix2):
+        raise InputError(f"{half1}, {half2}: half maps have voxel sizes {apix1:.4f} and "
+                         f"{apix2:.4f} A; expected the same voxel size")
+    return map1, map2, apix1
+
+
 def write_map(path: str | os.PathLike, data: np.ndarray, apix: float) -> None:
     """Write a 3D map as float32 MRC with the voxel size set, through a temporary file."""
     with atomic_path(path) as tmp:
