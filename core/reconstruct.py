@@ -31,11 +31,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import map_coordinates
 
 from .images import ParticleImages
 from .io.stack import StackReader
 from .particles import ParticleSet
 from .progress import Progress
+from .symmetry_groups import symmetry_operators
 
 # Samples per internal batch: bounds the temporary index arrays (~8 corners
 # x 8 bytes each) to a few hundred MB whatever the chunk size.
@@ -187,6 +189,71 @@ def _symmetrise_x0_plane(array: np.ndarray, conjugate: bool) -> np.ndarray:
     return array
 
 
+def symmetrize_sums(sums: FourierSums, operators: np.ndarray) -> FourierSums:
+    """Sums over the group: S(q) = sum_g S(R_g q), by trilinear interpolation.
+
+    RELION's BackProjector::symmetrise: once per half, after all particles
+    are in, instead of inserting every slice |G| times. A slice of pose A
+    lands at A^T k; its copy of pose A R_g lands at R_g^T A^T k, so the
+    copies' grid at q is the original's at R_g q. The x = 0 plane is made
+    complete (its Friedel mates added) before rotating and halved after, so
+    that :func:`finalize`, which adds the mates again, sees what it expects.
+
+    Parameters
+    ----------
+    sums
+        One half's accumulated sums (not modified).
+    operators
+        (|G|, 3, 3) rotation matrices of the group, identity included.
+
+    Returns
+    -------
+    FourierSums
+        New sums, equal (up to interpolation) to inserting every particle
+        once per operator.
+    """
+    operators = np.asarray(operators, float).reshape(-1, 3, 3)
+    if len(operators) == 1:
+        return sums
+    p = sums.pad * sums.box
+    nx = sums.data.shape[2]
+    data = _symmetrise_x0_plane(sums.data, True)
+    weight = _symmetrise_x0_plane(sums.weight, False)
+    radius = _rfft_radius(p, nx)
+    inside = np.flatnonzero(radius <= sums.pad * (sums.box // 2))
+    k = np.fft.fftfreq(p) * p
+    iz, iy, ix = np.unravel_index(inside, data.shape)
+    zyx = np.stack([k[iz], k[iy], ix.astype(float)])
+    out_d = np.zeros(data.size, np.complex128)
+    out_w = np.zeros(data.size)
+    batch = _SAMPLES_PER_BATCH
+    # Three real interpolations are faster than a complex and a real one.
+    planes = (np.ascontiguousarray(data.real), np.ascontiguousarray(data.imag), weight)
+    for r in operators:
+        if np.allclose(r, np.eye(3)):
+            out_d[inside] += data.reshape(-1)[inside]
+            out_w[inside] += weight.reshape(-1)[inside]
+            continue
+        # R acts on (x, y, z); the arrays are [z, y, x]: reverse both ends.
+        r_zyx = r[::-1, ::-1]
+        for lo in range(0, zyx.shape[1], batch):
+            pos = r_zyx @ zyx[:, lo:lo + batch]
+            # Points with x < 0 are read from their Friedel mate (conjugated).
+            mirror = pos[2] < 0
+            pos[:, mirror] *= -1.0
+            # grid-wrap: z and y are periodic in FFT order; x never leaves
+            # 0 .. P/2 + 1 inside the Nyquist sphere, so its wrap is never used.
+            re, im, w = (map_coordinates(a, pos, order=1, mode="grid-wrap", prefilter=False)
+                         for a in planes)
+            out_d[inside[lo:lo + batch]] += re + 1j * np.where(mirror, -im, im)
+            out_w[inside[lo:lo + batch]] += w
+    out_d = out_d.reshape(data.shape)
+    out_w = out_w.reshape(data.shape)
+    out_d[:, :, 0] *= 0.5
+    out_w[:, :, 0] *= 0.5
+    return FourierSums(out_d, out_w, sums.box, sums.pad, sums.count * len(operators))
+
+
 def _shell_floor(weight: np.ndarray, radius: np.ndarray, r_max: int) -> np.ndarray:
     """RELION's guard: 1/1000 of the shell-averaged weight, per voxel."""
     shell = np.minimum(np.rint(radius).astype(np.int64), r_max)
@@ -271,7 +338,7 @@ def _half_sums(images: ParticleImages, index: np.ndarray, chunk: int, pad: int,
 
 
 def reconstruct_halves(ps: ParticleSet, reader: StackReader, *, chunk: int = 2000, pad: int = 2,
-                       progress: Progress | None = None
+                       progress: Progress | None = None, sym: str = "C1"
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Half maps and full map at the set's poses, CTF-corrected.
 
@@ -290,13 +357,19 @@ def reconstruct_halves(ps: ParticleSet, reader: StackReader, *, chunk: int = 200
         Oversampling of the 3D grid.
     progress
         Optional reporter, advanced per chunk.
+    sym
+        Point group (RELION's names and axes, :mod:`gmmrefine.symmetry_groups`):
+        each half's sums are summed over the group before the maps are
+        formed (:func:`symmetrize_sums`); "C1" leaves them as they are.
 
     Returns
     -------
     (half1, half2, full), float32 maps of the images' box.
     """
     ps.require_halves()
+    operators = symmetry_operators(sym)     # a bad name fails before any image is read
     images = ParticleImages(ps, reader, chunk=chunk)
-    sums = [_half_sums(images, np.flatnonzero(ps.half_set == h), chunk, pad, progress)
+    sums = [symmetrize_sums(_half_sums(images, np.flatnonzero(ps.half_set == h), chunk, pad,
+                                       progress), operators)
             for h in (1, 2)]
     return finalize(sums[0]), finalize(sums[1]), finalize(sums[0] + sums[1])

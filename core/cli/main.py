@@ -28,7 +28,7 @@ def cli() -> None:
 
 
 # One module per command, each exposing a click command ``main``.
-COMMANDS = ("simulate", "convert", "reconstruct", "fsc", "refine", "locres", "cryosparc", "demo")
+COMMANDS = ("simulate", "convert", "reconstruct", "fsc", "refine", "expand", "locres", "cryosparc", "demo")
 
 
 def _register() -> None:

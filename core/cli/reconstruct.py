@@ -16,7 +16,9 @@ import click
               help="Directory that image paths resolve against (default: as the host does).")
 @click.option("--chunk", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Particles read at a time (bounds memory).")
-def main(particles: Path, out_dir: Path, root: Path | None, chunk: int) -> None:
+@click.option("--sym", default="C1", show_default=True,
+              help="Point group imposed on the maps (RELION's names and axes: Cn, Dn, T, O, I).")
+def main(particles: Path, out_dir: Path, root: Path | None, chunk: int, sym: str) -> None:
     """Reconstruct half maps and the full map from PARTICLES (STAR or .cs) at their poses."""
     from ..fsc import fsc_curve, resolution_at, write_fsc_csv
     from ..io.mrc import write_map
@@ -25,7 +27,9 @@ def main(particles: Path, out_dir: Path, root: Path | None, chunk: int) -> None:
     from ..plots import plot_fsc
     from ..progress import Progress
     from ..reconstruct import reconstruct_halves
+    from ..symmetry import symmetry_order
 
+    order = symmetry_order(sym)     # a bad name fails before anything is read
     ps = read_particles(particles, root=root)
     require_poses(ps)
     ps, note = ps.with_halves()
@@ -33,13 +37,15 @@ def main(particles: Path, out_dir: Path, root: Path | None, chunk: int) -> None:
     n1, n2 = ps.split_balance()
     if note:
         click.echo(note)
-    click.echo(f"{len(ps)} particles (half 1: {n1}, half 2: {n2}), box {box}, {apix:.4g} A/px")
+    click.echo(f"{len(ps)} particles (half 1: {n1}, half 2: {n2}), box {box}, {apix:.4g} A/px"
+               + (f", symmetry {sym} ({order} operators)" if order > 1 else ""))
 
     # Everything that can fail (reading every image) happens before the
     # first file is written, so an error leaves no partial output.
     progress = Progress(len(ps), "reconstruct")
     with StackReader(ps.root, source=ps.source) as reader:
-        half1, half2, full = reconstruct_halves(ps, reader, chunk=chunk, progress=progress)
+        half1, half2, full = reconstruct_halves(ps, reader, chunk=chunk, progress=progress,
+                                                sym=sym)
     fsc = fsc_curve(half1, half2)
     res_A = resolution_at(fsc, box, apix, 0.143)
 

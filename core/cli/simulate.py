@@ -28,19 +28,27 @@ from ..simulate.dataset import simulate_dataset
 @click.option("--seed", default=0, show_default=True, help="Random seed (model and data).")
 @click.option("--crb-sample", default=200, show_default=True,
               help="Particles sampled for the Cramer-Rao bound (0: skip).")
+@click.option("--sym", default="C1", show_default=True,
+              help="Point group of a symmetric assembly of smaller subunits (RELION's names "
+                   "and axes: Cn, Dn, T, O, I); C1: the default asymmetric model.")
 def main(out_dir: str, n: int, box: int, apix: float, snr: float, angle_rms_deg: float,
          shift_rms_px: float, flexible: bool, flex_amplitude_A: float, bfactor_A2: float,
-         seed: int, crb_sample: int) -> None:
+         seed: int, crb_sample: int, sym: str) -> None:
     """Simulate particles of a ~90 kDa model with known poses, CTF and noise."""
     progress = Progress(n, "simulate")
     truth = simulate_dataset(out_dir, progress=progress, n=n, box=box, apix=apix, snr=snr,
                              angle_rms_deg=angle_rms_deg, shift_rms_px=shift_rms_px,
                              flexible=flexible, flex_amplitude_A=flex_amplitude_A,
-                             bfactor_A2=bfactor_A2, seed=seed, crb_sample=crb_sample)
+                             bfactor_A2=bfactor_A2, seed=seed, crb_sample=crb_sample, sym=sym)
     click.echo(f"wrote {out_dir}: " + ", ".join(truth["files"]))
     model = truth["model"]
-    click.echo(f"model: {model['n_atoms']} atoms, {model['mass_kda']:.1f} kDa, "
-               f"domain {100 * model['domain_mass_fraction']:.0f}% of the mass")
+    if "sym" in model:
+        click.echo(f"model: {model['sym']} assembly of {model['copies']} subunits, "
+                   f"{model['n_atoms']} atoms, {model['mass_kda']:.1f} kDa, "
+                   f"radius {model['radius_A']:.0f} A")
+    else:
+        click.echo(f"model: {model['n_atoms']} atoms, {model['mass_kda']:.1f} kDa, "
+                   f"domain {100 * model['domain_mass_fraction']:.0f}% of the mass")
     realised = truth["snr_realised"]
     click.echo(f"SNR requested {snr:g}, realised "
                f"{'inf' if realised is None else f'{realised:.4f}'}; noise sd "

@@ -8,7 +8,8 @@ What is written to ``out_dir`` (docs/simulator.md has the definitions):
 - particles.cs     the same start poses as a CryoSPARC .cs
 - truth.star       the true poses
 - truth_map.mrc    the true density (flexible: at the mean conformation)
-- model.pdb        the atomic model, overlaying truth_map.mrc
+- model.pdb        the atomic model, overlaying truth_map.mrc (with ``sym``:
+                   the point-group assembly, RELION's axes, about the box centre)
 - truth.json       every parameter, the SNR, the noise sd, the Cramer-Rao bounds
 - flexible sets also: truth_conformation.npy (hinge angle per particle, deg),
   domain_mask.mrc and truth_map_conf<k>.mrc at a few hinge angles.
@@ -34,8 +35,11 @@ from ..geometry import perturb_rotations, random_rotations
 from ..io.atomic import atomic_path, write_text_atomic
 from ..io.mrc import write_map, write_stack
 from ..particles import OpticsGroup, ParticleSet
+from ..symmetry_groups import EXPECTED as SYMMETRY_NAMES
+from ..symmetry_groups import symmetry_operators
 from .crb import pose_bounds, summarize_bounds
-from .model import DOMAIN, Model, build_model, conformation_coords, hinge_range_deg
+from .model import (DOMAIN, Model, build_model, conformation_coords, hinge_range_deg,
+                    symmetric_assembly)
 from .pdb import write_pdb
 from .render import (apply_ctf, atom_amplitude, atom_sigma_A, ctf_grid, footprint_variance,
                      project_atoms, render_map)
@@ -70,6 +74,7 @@ class SimulationConfig:
     crb_sample: int = 200
     chunk: int = 256
     n_conformation_maps: int = 5
+    sym: str = "C1"
 
     def check(self) -> None:
         """Refuse settings that cannot make a data set, one clear line each."""
@@ -86,6 +91,13 @@ class SimulationConfig:
         for is_bad, message in bad:
             if is_bad:
                 raise InputError(f"simulate: {message}")
+        try:
+            symmetry_operators(self.sym)
+        except InputError:
+            raise InputError(f"simulate: --sym {self.sym!r}; expected {SYMMETRY_NAMES}") from None
+        if self.flexible and self.sym.strip().upper() != "C1":
+            # One hinge per assembly would move every copy's domain about the first copy's hinge.
+            raise InputError(f"simulate: --flexible with --sym {self.sym}; expected one of them")
 
 
 def simulate_dataset(out_dir: str | os.PathLike, *, progress=None, **settings) -> dict:
@@ -115,7 +127,7 @@ def simulate_dataset(out_dir: str | os.PathLike, *, progress=None, **settings) -
     advance = progress.update if progress is not None else (lambda count: None)
     t0 = time.monotonic()
 
-    model = build_model(cfg.seed, bfactor_A2=cfg.bfactor_A2)
+    model = _build_model(cfg)
     amplitude = atom_amplitude(model.element)
     sigma = atom_sigma_A(model.element, model.bfactor_A2)
     truth = _true_particles(cfg)
@@ -143,7 +155,7 @@ def simulate_dataset(out_dir: str | os.PathLike, *, progress=None, **settings) -
         "model": {"n_atoms": len(model), "mass_kda": model.mass_kda,
                   "domain_mass_fraction": model.domain_mass_fraction,
                   "hinge_point_A": model.hinge_point_A.tolist(),
-                  "hinge_axis": model.hinge_axis.tolist()},
+                  "hinge_axis": model.hinge_axis.tolist(), **_symmetry_summary(cfg, model)},
         "snr_requested": cfg.snr,
         "snr_realised": float(fp_var.mean() / realised_noise_var) if noise_sd > 0 else None,
         "footprint_variance_mean": float(fp_var.mean()),
@@ -157,6 +169,45 @@ def simulate_dataset(out_dir: str | os.PathLike, *, progress=None, **settings) -
     }
     write_text_atomic(out / "truth.json", json.dumps(_jsonable(summary), indent=2) + "\n")
     return summary
+
+
+# --- the model -----------------------------------------------------------------------------------
+
+# Residues of a whole symmetric assembly (the C1 model has 820, ~90 kDa):
+# each subunit gets its share, at least _MIN_SUBUNIT_RESIDUES, so C2..D3
+# assemblies weigh ~100 kDa; T, O and I with their many copies weigh more.
+_ASSEMBLY_RESIDUES = 900
+_MIN_SUBUNIT_RESIDUES = 20
+
+
+def _subunit_residues(cfg: SimulationConfig) -> int:
+    order = len(symmetry_operators(cfg.sym))
+    return max(_MIN_SUBUNIT_RESIDUES, round(_ASSEMBLY_RESIDUES / order))
+
+
+def _build_model(cfg: SimulationConfig) -> Model:
+    """The default model (C1), or a point-group assembly of smaller subunits."""
+    operators = symmetry_operators(cfg.sym)
+    if len(operators) == 1:
+        return build_model(cfg.seed, bfactor_A2=cfg.bfactor_A2)
+    subunit = build_model(cfg.seed, n_residues=_subunit_residues(cfg), bfactor_A2=cfg.bfactor_A2)
+    model = symmetric_assembly(subunit, operators)
+    reach_A = float(np.linalg.norm(model.coords_A, axis=1).max())
+    half_box_A = cfg.box // 2 * cfg.apix
+    if reach_A > half_box_A:
+        raise InputError(
+            f"simulate: the {cfg.sym} assembly reaches {reach_A:.0f} A from the centre, beyond "
+            f"the box's {half_box_A:.0f} A; expected --box x --apix >= {2 * reach_A:.0f} A")
+    return model
+
+
+def _symmetry_summary(cfg: SimulationConfig, model: Model) -> dict:
+    order = len(symmetry_operators(cfg.sym))
+    if order == 1:
+        return {}
+    return {"sym": cfg.sym, "copies": order, "subunit_residues": _subunit_residues(cfg),
+            "subunit_atoms": len(model) // order,
+            "radius_A": float(np.linalg.norm(model.coords_A, axis=1).max())}
 
 
 # --- particles -----------------------------------------------------------------------------------

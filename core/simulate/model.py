@@ -24,6 +24,7 @@ from .backbone import HELIX, STRAND, loop, place, segment_on_line
 from .residues import RESIDUE_FREQUENCY, SIDE_CHAINS
 
 CORE, DOMAIN = 0, 1
+_CHAIN_IDS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 @dataclass
@@ -108,14 +109,16 @@ def assemble_copies(subunit: Model, operators: np.ndarray) -> Model:
 
     This is where point-group assemblies (C3, D2, ...) are made: pass the
     group's rotation matrices (the identity included). Chain ids are renamed
-    so copies never share one (copy k of chain j gets letter k * n_chains + j);
-    the hinge stays that of the first copy.
+    so copies never share one (copy k of chain j gets id k * n_chains + j of
+    A-Z, a-z, 0-9, the one-character ids PDB files allow; beyond 62 chains,
+    as in an icosahedral assembly, ids repeat); the hinge stays that of the
+    first copy.
     """
     operators = np.asarray(operators, float).reshape(-1, 3, 3)
     coords = np.concatenate([subunit.coords_A @ op.T for op in operators])
     names = sorted(set(subunit.chain))
     index = np.array([names.index(c) for c in subunit.chain])
-    chains = np.concatenate([[chr(ord("A") + k * len(names) + j) for j in index]
+    chains = np.concatenate([[_CHAIN_IDS[(k * len(names) + j) % len(_CHAIN_IDS)] for j in index]
                              for k in range(len(operators))])
     tile = lambda a: np.concatenate([a] * len(operators))  # noqa: E731
     return Model(element=tile(subunit.element), coords_A=coords, domain=tile(subunit.domain),
@@ -123,6 +126,52 @@ def assemble_copies(subunit: Model, operators: np.ndarray) -> Model:
                  res_seq=tile(subunit.res_seq), chain=chains.astype(object),
                  bfactor_A2=tile(subunit.bfactor_A2), hinge_point_A=subunit.hinge_point_A.copy(),
                  hinge_axis=subunit.hinge_axis.copy())
+
+
+def symmetric_assembly(subunit: Model, operators: np.ndarray, gap_A: float = 4.0) -> Model:
+    """A point-group assembly of ``subunit`` whose copies touch without overlapping.
+
+    The subunit is moved off every symmetry axis, along the direction whose
+    symmetry images lie farthest from it, then slid in towards the centre
+    until the closest atoms of different copies are ``gap_A`` apart (van der
+    Waals contact), and copied by :func:`assemble_copies`. The assembly
+    satisfies V(R x) = V(x) for every operator R: it is symmetric in the
+    sense of :mod:`gmmrefine.symmetry_groups` (RELION's).
+    """
+    operators = np.asarray(operators, float).reshape(-1, 3, 3)
+    if len(operators) == 1:
+        return subunit
+    coords = subunit.coords_A - subunit.coords_A.mean(axis=0)
+    direction = _off_axis_direction(operators)
+    spread = np.min(np.linalg.norm(operators[1:] @ direction - direction, axis=1))
+    radius = np.linalg.norm(coords, axis=1).max()
+    # Far enough out that copies cannot meet: their centres are 2 radius + gap apart.
+    t = (2.0 * radius + gap_A) / spread
+
+    def closest_other_copy_A(shift: float) -> float:
+        placed = coords + shift * direction
+        others = np.concatenate([placed @ op.T for op in operators[1:]])
+        return float(cKDTree(others).query(placed, k=1)[0].min())
+
+    while t > 1.0 and closest_other_copy_A(t - 1.0) >= gap_A:
+        t -= 1.0
+    offset = t * direction - subunit.coords_A.mean(axis=0)
+    placed = dataclasses.replace(subunit, coords_A=subunit.coords_A + offset,
+                                 hinge_point_A=subunit.hinge_point_A + offset)
+    return assemble_copies(placed, operators)
+
+
+def _off_axis_direction(operators: np.ndarray, n_candidates: int = 2000) -> np.ndarray:
+    """The unit vector whose images under the non-identity operators are farthest from it
+    (among a Fibonacci-sphere set of candidates: deterministic)."""
+    i = np.arange(n_candidates) + 0.5
+    z = 1.0 - 2.0 * i / n_candidates
+    phi = np.pi * (1.0 + np.sqrt(5.0)) * i
+    r = np.sqrt(1.0 - z * z)
+    candidates = np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+    images = np.einsum("gij,nj->gni", operators[1:], candidates)
+    distance = np.linalg.norm(images - candidates[None], axis=2).min(axis=0)
+    return candidates[int(np.argmax(distance))]
 
 
 # --- the default model -------------------------------------------------------------------------
