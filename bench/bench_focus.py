@@ -30,9 +30,7 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,21 +39,12 @@ from gmmrefine.fsc import fsc_curve, masked_fsc_corrected, resolution_at
 from gmmrefine.io.atomic import write_text_atomic
 from gmmrefine.io.mrc import read_map
 
+from _steps import run_step  # bench/ is the script's own directory, first on sys.path
+
 HERE = Path(__file__).resolve().parent
 GMMREFINE = str(Path(sys.executable).parent / "gmmrefine")
 FINER_BY = 0.20
 
-
-def run_step(cmd: list[str], log: Path, done: Path) -> float:
-    """Run ``cmd`` (logging to ``log``) unless ``done`` exists; wall seconds of this call."""
-    if done.exists():
-        return 0.0
-    t0 = time.perf_counter()
-    with open(log, "a") as out:
-        code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
-    if code != 0:
-        sys.exit(f"bench_focus: {' '.join(cmd)} failed (exit {code}); see {log}")
-    return time.perf_counter() - t0
 
 
 def truth_resolution(volume: np.ndarray, truth: np.ndarray, mask: np.ndarray, apix: float,
@@ -100,7 +89,7 @@ def main() -> None:
     walls["global"] = run_step(global_cmd, case / "global.log", glob / "particles.star")
     walls["focus"] = run_step(
         [GMMREFINE, "refine", str(glob / "particles.star"), "--out", str(focus), "--iter",
-         str(args.focus_iter), "--mask", str(sim / "domain_mask.mrc")],
+         str(args.focus_iter), "--mask", str(sim / "domain_mask.mrc"), "--root", str(sim)],
         case / "focus.log", focus / "particles.star")
     if not args.no_patches:
         # The patch run's global stage is step 2's run: same input and options, so it resumes.

@@ -26,7 +26,8 @@ from .gmm_io import write_gmm, write_pdb
 from .images import ParticleImages
 from .io.atomic import write_text_atomic
 from .io.mrc import read_map, write_map
-from .io.particles_io import read_particles, require_poses, write_particles
+from .io.particles_io import (read_particles, require_poses, with_paths_readable_from,
+                              write_particles)
 from .io.stack import StackReader
 from .masks import read_mask
 from .particles import ParticleSet
@@ -36,6 +37,7 @@ from .reconstruct import reconstruct_halves
 from .refine_options import Aborted, RefineOptions, RefineResult
 from .refine_particles import SCORES, refine_particles
 from .run_state import IterationState, RunDirectory
+from .symmetry import expand_particles, symmetrize_map, symmetry_operators, symmetry_order
 
 HALVES = (1, 2)
 
@@ -95,6 +97,7 @@ def _check_options(options: RefineOptions) -> None:
     for is_bad, message in bad:
         if is_bad:
             raise InputError(f"refine: {message}")
+    symmetry_operators(options.sym)     # one clear line for a name RELION would not know
 
 
 def _model_coordinates(path: str, box: int, apix: float) -> tuple[np.ndarray, np.ndarray]:
@@ -126,11 +129,19 @@ class _Refinement:
         ps, note = ps.with_halves()
         if note:
             log(note)
+        # Focus on one region of a symmetric particle: each copy of the particle
+        # aligns that region on its own, so the set is expanded and the maps are
+        # C1 until symmetry is re-imposed on the results.
+        self.expanded = options.mask is not None and symmetry_order(options.sym) > 1
+        if self.expanded:
+            ps = expand_particles(ps, options.sym)
+            log(f"focused run with {options.sym}: particles expanded to {len(ps)} copies")
+        self.recon_sym = "C1" if self.expanded else options.sym
         self.ps = ps
         self.box, self.apix = ps.common_box_apix()
         n1, n2 = ps.split_balance()
         log(f"{len(ps)} particles (half 1: {n1}, half 2: {n2}), box {self.box}, "
-            f"{self.apix:.4g} A/px")
+            f"{self.apix:.4g} A/px, symmetry {options.sym}")
         # Read everything that can fail before the first file is written.
         self.mask = None if options.mask is None else read_mask(options.mask, self.box, self.apix)
         self.reference = None
@@ -151,7 +162,7 @@ class _Refinement:
 
     def _reconstruct(self, ps: ParticleSet, reader: StackReader, it: int):
         progress = self._progress(len(ps), f"iteration {it}: reconstruct")
-        maps = reconstruct_halves(ps, reader, progress=progress)
+        maps = reconstruct_halves(ps, reader, progress=progress, sym=self.recon_sym)
         progress.finish()
         d = self.run.iteration_dir(it)
         for name, volume in zip(("half1.mrc", "half2.mrc", "map.mrc"), maps):
@@ -231,6 +242,15 @@ class _Refinement:
                                     "median": float(np.median(shift))},
                 "score_start_mean": float(score0.mean()), "score_end_mean": float(score1.mean())}
 
+    def _reimpose_symmetry(self, maps: list[np.ndarray], out: Path) -> list[np.ndarray]:
+        """The focused region's density copied to every symmetry mate, and the FSC of the result."""
+        self.log(f"re-imposing {self.options.sym} on the maps, weighted by the mask")
+        maps = [symmetrize_map(m, self.options.sym, weight=self.mask) for m in maps]
+        masked = masked_fsc_corrected(maps[0], maps[1], self.mask, self.apix)
+        write_fsc_csv(out / "fsc.csv", fsc_curve(maps[0], maps[1]), self.box, self.apix,
+                      extra={"fsc_masked_corrected": masked.corrected})
+        return maps
+
     # --- the loop ----------------------------------------------------------------------
     def run_all(self) -> RefineResult:
         opts, run = self.options, self.run
@@ -272,14 +292,18 @@ class _Refinement:
     def _finish(self, ps: ParticleSet, curves: dict, summaries: list[dict]) -> RefineResult:
         run, last = self.run, self.run.iteration_dir(len(summaries) - 1)
         out = run.path
-        write_particles(ps, out / "particles.star")
-        write_particles(ps, out / "particles.cs")
-        for name in ("half1.mrc", "half2.mrc", "map.mrc"):
-            volume, _ = read_map(last / name)
+        readable = with_paths_readable_from(ps, out)
+        write_particles(readable, out / "particles.star")
+        write_particles(readable, out / "particles.cs")
+        maps = [read_map(last / name)[0] for name in ("half1.mrc", "half2.mrc", "map.mrc")]
+        if self.expanded:
+            maps = self._reimpose_symmetry(maps, out)
+        else:
+            # The last iteration's table, masked columns included when there is a mask.
+            write_text_atomic(out / "fsc.csv", (last / "fsc.csv").read_text())
+        for name, volume in zip(("half1.mrc", "half2.mrc", "map.mrc"), maps):
             write_map(out / name, volume, self.apix)
-        # The last iteration's table, masked columns included when there is a mask.
-        write_text_atomic(out / "fsc.csv", (last / "fsc.csv").read_text())
-        plot_fsc(out / "fsc.png", {**curves, **_masked_curve(last)}, self.box, self.apix)
+        plot_fsc(out / "fsc.png", {**curves, **_masked_curve(out)}, self.box, self.apix)
         angle = angle_between_deg(self.ps.rotation, ps.rotation)
         shift = np.linalg.norm(ps.shift_A - self.ps.shift_A, axis=1) / self.apix
         plot_pose_changes(out / "pose_changes.png", angle, shift, "change from the input poses")

@@ -45,6 +45,10 @@ class RefineOptions:
                  projection over all rings at once (near the likelihood
                  optimum under white noise); "frc": the paper's FRC of the
                  phase-flipped particle, every ring normalised and weighted alike
+    sym          point group (RELION's names: C1, Cn, Dn, T, O, I): global
+                 refinement reconstructs with it; focused and patch runs
+                 expand the particles to C1 (one copy per operator) and
+                 re-impose it on their maps by mask-weighted averaging
     patches      patch-by-patch refinement: after the global iterations, K
                  focused runs (k-means patches of the GMM) and their composite
                  map; None: global refinement only. With a mask, patches are
@@ -69,6 +73,7 @@ class RefineOptions:
     score: str = "cc"
     prior_deg: float | None = 3.0
     prior_px: float | None = 1.0
+    sym: str = "C1"
     patches: int | None = None
     patch_iterations: int = 3
     root: str | None = None

@@ -47,22 +47,7 @@ class RunDirectory:
         self._check_compatible()
 
     def _check_compatible(self) -> None:
-        old_path = self.path / "run.json"
-        if not old_path.exists():
-            return
-        try:
-            old = json.loads(old_path.read_text())
-        except json.JSONDecodeError:
-            raise InputError(f"{old_path}: not readable JSON; expected a gmmrefine run record "
-                             "(use a new --out directory)") from None
-        if old.get("input") != self.record["input"]:
-            raise InputError(f"{old_path}: this directory holds a run on {old.get('input')}; "
-                             f"expected {self.record['input']} (use a new --out directory)")
-        for key, value in self.record["options"].items():
-            if key not in _RESUMABLE and old.get("options", {}).get(key) != value:
-                raise InputError(
-                    f"{old_path}: the run here used {key}={old.get('options', {}).get(key)!r}, "
-                    f"not {value!r}; expected the same options to resume (or a new --out directory)")
+        check_resumable(self.path / "run.json", self.record["input"], self.options)
 
     def iteration_dir(self, it: int) -> Path:
         return self.path / f"iter_{it:03d}"
@@ -91,3 +76,31 @@ class RunDirectory:
         self.record.update(extra or {})
         self.path.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.path / "run.json", json.dumps(self.record, indent=2) + "\n")
+
+
+def check_resumable(record_path: Path, input_path: str, options: RefineOptions,
+                    keys: tuple[str, ...] | None = None) -> None:
+    """Refuse, in one line, to resume the run recorded at ``record_path`` with other inputs.
+
+    ``keys``: the options that must match (default: all but those in
+    _RESUMABLE). Nothing to check when there is no record yet.
+    """
+    if not record_path.exists():
+        return
+    try:
+        old = json.loads(record_path.read_text())
+    except json.JSONDecodeError:
+        raise InputError(f"{record_path}: not readable JSON; expected a gmmrefine run record "
+                         "(use a new --out directory)") from None
+    if old.get("input") != input_path:
+        raise InputError(f"{record_path}: this directory holds a run on {old.get('input')}; "
+                         f"expected {input_path} (use a new --out directory)")
+    # An option the run's version did not have yet ran at its default.
+    defaults = RefineOptions().to_dict()
+    current = options.to_dict()
+    for key in keys if keys is not None else [k for k in current if k not in _RESUMABLE]:
+        before = old.get("options", {}).get(key, defaults.get(key))
+        if before != current[key]:
+            raise InputError(
+                f"{record_path}: the run here used {key}={before!r}, not {current[key]!r}; "
+                "expected the same options to resume (or a new --out directory)")

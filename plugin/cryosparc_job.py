@@ -155,7 +155,10 @@ def save_particles(job: Any, particles: Any, refined_cs: Path) -> None:
     refined = Dataset.load(refined_cs)
     out = job.alloc_output(PARTICLES_OUTPUT, particles)
     rows = refined_rows(np.asarray(out["uid"]), np.asarray(refined["uid"]))
-    carried = [name for name in out.fields(exclude_uid=True) if name in refined.fields()]
+    # Only the poses: the refined file's other fields (image paths rewritten for
+    # the run directory, say) are the input's business, passed through by CryoSPARC.
+    carried = [name for name in out.fields(exclude_uid=True)
+               if name.startswith("alignments3D/") and name in refined.fields()]
     for name in carried:
         out[name] = np.asarray(refined[name])[rows]
     job.save_output(PARTICLES_OUTPUT, out)

@@ -74,6 +74,8 @@ PARAMETERS: dict[str, Parameter] = {
                            "degrees (a Gaussian prior, score cc); none: no prior", optional=True),
     "prior_px": Parameter("prior_px", float, "rms shift error expected of the input poses, "
                           "pixels; none: no prior", optional=True),
+    "sym": Parameter("sym", str, "point group, RELION's names (C1, Cn, Dn, T, O, I); focused "
+                     "and patch runs expand to C1 and re-impose it"),
     "patches": Parameter("patches", int, "patch-by-patch: K focused patch runs after the global "
                          "iterations, and a composite map; none: global only", optional=True),
     "patch_iter": Parameter("patch_iterations", int, "focused iterations per patch"),

@@ -147,6 +147,11 @@ def test_patch_run_writes_every_patch_and_a_composite_of_each_halfs_own_maps(sma
     for k in (1, 2):
         patch = read_particles(out / f"patch_{k:02d}" / "particles.star")
         np.testing.assert_array_equal(patch.half_set, start.half_set)
+        # The stacks sit beside the input, not in the working directory: the refined
+        # files name them so that they are found from where the files are.
+        assert patch.resolve_image_path(0).resolve() == (small_set / "particles.mrcs").resolve()
+        cs = read_particles(out / f"patch_{k:02d}" / "particles.cs")
+        assert cs.resolve_image_path(0).resolve() == (small_set / "particles.mrcs").resolve()
     # Where only patch 1's mask reaches, each composite half is that half's patch-1 map.
     masks = [read_map(out / f"patch_{k:02d}" / "mask.mrc")[0] for k in (1, 2)]
     only_first = (masks[0] == 1.0) & (masks[1] == 0.0)
@@ -166,3 +171,57 @@ def test_patch_run_writes_every_patch_and_a_composite_of_each_halfs_own_maps(sma
         refine_module.run_refinement(small_set / "particles.star", out,
                                      RefineOptions(iterations=1, steps=1, res_A=8.0, patches=3,
                                                    patch_iterations=1), log=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def c3_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("c3")
+    simulate_dataset(out, n=120, box=40, apix=3.6, snr=1.0, angle_rms_deg=3.0, crb_sample=0,
+                     sym="C3")
+    return out
+
+
+def test_symmetry_averages_the_global_map_and_a_focused_run_expands_then_reimposes_it(
+        c3_set, tmp_path):
+    from gmmrefine.symmetry import symmetrize_map
+
+    star = c3_set / "particles.star"
+    c1 = refine_module.run_refinement(star, tmp_path / "c1", RefineOptions(iterations=1, steps=1),
+                                      log=lambda s: None)
+    c3 = refine_module.run_refinement(star, tmp_path / "c3",
+                                      RefineOptions(iterations=1, steps=1, sym="C3"),
+                                      log=lambda s: None)
+    # Three times the data per asymmetric unit: the symmetric run is at least as good.
+    assert c3.resolution_A <= c1.resolution_A
+    assert c3.start_resolution_A <= c1.start_resolution_A
+
+    mask = soft_sphere(40, (6, 0, 0), 5, 3)
+    write_map(tmp_path / "region.mrc", mask, 3.6)
+    focus = refine_module.run_refinement(
+        star, tmp_path / "focus", RefineOptions(iterations=1, steps=1, sym="C3",
+                                                mask=str(tmp_path / "region.mrc")),
+        log=lambda s: None)
+    start = read_particles(star)
+    expanded = read_particles(focus.particles_star)
+    assert len(expanded) == 3 * len(start)
+    np.testing.assert_array_equal(expanded.half_set, np.repeat(start.half_set, 3))
+    final, _ = read_map(focus.map)
+    again = symmetrize_map(final, "C3")
+    assert np.corrcoef(final.ravel(), again.ravel())[0, 1] > 0.99
+    with pytest.raises(InputError, match="C7x"):
+        refine_module.run_refinement(star, tmp_path / "bad", RefineOptions(sym="C7x"),
+                                     log=lambda s: None)
+
+
+def test_a_run_from_before_an_option_existed_resumes_at_that_options_default(tmp_path):
+    from gmmrefine.run_state import RunDirectory
+
+    star = tmp_path / "p.star"
+    star.write_text("")
+    RunDirectory(tmp_path / "run", RefineOptions(), star, 10).write_record([])
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    del record["options"]["sym"], record["options"]["patches"]
+    (tmp_path / "run" / "run.json").write_text(json.dumps(record))
+    RunDirectory(tmp_path / "run", RefineOptions(), star, 10)          # defaults: resumes
+    with pytest.raises(InputError, match="sym='C1', not 'C3'"):
+        RunDirectory(tmp_path / "run", RefineOptions(sym="C3"), star, 10)

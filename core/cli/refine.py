@@ -24,6 +24,9 @@ from ..refine_options import RefineOptions
 @click.option("--mask", type=click.Path(dir_okay=False), default=None,
               help="Soft mask of a region: focused refinement (Gaussians outside it widened), "
                    "FSC within it reported too; with --patches, where patches go.")
+@click.option("--sym", default="C1", show_default=True,
+              help="Point group (RELION's names: Cn, Dn, T, O, I); focused and patch runs "
+                   "expand to C1 and re-impose it.")
 @click.option("--patches", type=click.IntRange(min=1), default=None,
               help="Patch-by-patch: K focused patch runs after the global ones, and a "
                    "composite map (8 is usual; default: global only).")
