@@ -89,7 +89,8 @@ def main() -> None:
     walls["global"] = run_step(global_cmd, case / "global.log", glob / "particles.star")
     walls["focus"] = run_step(
         [GMMREFINE, "refine", str(glob / "particles.star"), "--out", str(focus), "--iter",
-         str(args.focus_iter), "--mask", str(sim / "domain_mask.mrc"), "--root", str(sim)],
+         str(args.focus_iter), "--mask", str(sim / "domain_mask.mrc"),
+         "--root", str(sim)],
         case / "focus.log", focus / "particles.star")
     if not args.no_patches:
         # The patch run's global stage is step 2's run: same input and options, so it resumes.

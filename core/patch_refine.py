@@ -129,6 +129,8 @@ class _PatchRefinement:
                  f"({', '.join(f'{c:.1f}' for c in patch.centre_A)}) A, radius "
                  f"{patch.radius_A:.1f} A; {self.options.patch_iterations} focused iterations")
         # Each patch starts from the global poses and refines its own copy of them.
+        # The global run's files keep the input's image paths (RELION's: relative to
+        # the project), so they resolve where the input's did.
         patch_opts = _single_run(self.options, mask=str(mask_path),
                                  iterations=self.options.patch_iterations, res_A=None,
                                  reference=None, root=self.root)

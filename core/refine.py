@@ -26,8 +26,7 @@ from .gmm_io import write_gmm, write_pdb
 from .images import ParticleImages
 from .io.atomic import write_text_atomic
 from .io.mrc import read_map, write_map
-from .io.particles_io import (read_particles, require_poses, with_paths_readable_from,
-                              write_particles)
+from .io.particles_io import read_particles, require_poses, write_particles
 from .io.stack import StackReader
 from .masks import read_mask
 from .particles import ParticleSet
@@ -292,9 +291,8 @@ class _Refinement:
     def _finish(self, ps: ParticleSet, curves: dict, summaries: list[dict]) -> RefineResult:
         run, last = self.run, self.run.iteration_dir(len(summaries) - 1)
         out = run.path
-        readable = with_paths_readable_from(ps, out)
-        write_particles(readable, out / "particles.star")
-        write_particles(readable, out / "particles.cs")
+        write_particles(ps, out / "particles.star")
+        write_particles(ps, out / "particles.cs")
         maps = [read_map(last / name)[0] for name in ("half1.mrc", "half2.mrc", "map.mrc")]
         if self.expanded:
             maps = self._reimpose_symmetry(maps, out)

@@ -20,8 +20,7 @@ import click
 def main(particles: Path, sym: str, out_path: Path, root: Path | None) -> None:
     """Write PARTICLES (STAR or .cs) expanded by symmetry SYM to OUT."""
     from ..errors import InputError
-    from ..io.particles_io import (SUFFIXES, read_particles, require_poses,
-                                   with_paths_readable_from, write_particles)
+    from ..io.particles_io import SUFFIXES, read_particles, require_poses, write_particles
     from ..symmetry import expand_particles, symmetry_order
 
     order = symmetry_order(sym)
@@ -34,6 +33,6 @@ def main(particles: Path, sym: str, out_path: Path, root: Path | None) -> None:
     ps = read_particles(particles, root=root)
     require_poses(ps)
     expanded = expand_particles(ps, sym)
-    write_particles(with_paths_readable_from(expanded, out_path.parent), out_path)
+    write_particles(expanded, out_path)
     click.echo(f"{len(ps)} particles x {order} operators of {sym} = {len(expanded)} "
                f"particles written to {out_path}")

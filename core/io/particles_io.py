@@ -136,24 +136,6 @@ def describe(ps: ParticleSet) -> str:
 
 # --- writing ----------------------------------------------------------------------------
 
-def with_paths_readable_from(ps: ParticleSet, directory: str | os.PathLike) -> ParticleSet:
-    """The set with image paths a reader of a file in ``directory`` will find.
-
-    Unchanged when the paths resolve against the working directory (a RELION
-    project, where hosts keep paths relative to the project) or are
-    absolute. Otherwise (images found beside the input file, say) relative
-    paths are rewritten relative to ``directory``, so a refined STAR written
-    into a run directory still finds its stacks.
-    """
-    if ps.root is None or Path(ps.root).resolve() == Path.cwd().resolve():
-        return ps
-    root, directory = Path(ps.root).resolve(), Path(directory).resolve()
-    unique, inverse = np.unique(ps.image_path.astype(str), return_inverse=True)
-    moved = np.array([p if Path(p).is_absolute() else os.path.relpath(root / p, directory)
-                      for p in unique], dtype=object)
-    return dataclasses.replace(ps, image_path=moved[inverse], root=directory)
-
-
 def write_particles(ps: ParticleSet, path: str | os.PathLike) -> None:
     """Write ``ps`` as ``.star`` or ``.cs`` by suffix (atomic), keeping every column.
 
