@@ -40,6 +40,15 @@ class RefineOptions:
     prior_deg, prior_px  rms error expected of the input poses (rotation,
                  degrees; shift, pixels): a Gaussian prior around each
                  particle's pose for "cc"; None: no prior
+    prior_centre "input": every iteration's prior sits on the imported poses
+                 (what the prior describes); "previous": on the last
+                 iteration's poses
+    reference_filter  how a half map is weighted shell by shell before its
+                 GMM is fitted: "wiener" (FSC, the estimate of the truth
+                 given that half map), "cref" (sqrt(2 FSC / (1 + FSC)))
+    align_fsc    next target resolution: where the FSC falls below this;
+                 None: 0.9 x where it falls below 0.1 (the reference
+                 implementation's rule)
     score        "cc": correlation of the CTF-weighted particle with the
                  projection over all rings at once (near the likelihood
                  optimum under white noise); "frc": the paper's FRC of the
@@ -63,6 +72,9 @@ class RefineOptions:
     score: str = "cc"
     prior_deg: float | None = 3.0
     prior_px: float | None = 1.0
+    prior_centre: str = "input"
+    reference_filter: str = "wiener"
+    align_fsc: float | None = None
     root: str | None = None
     seed: int = 0
 

@@ -74,6 +74,12 @@ PARAMETERS: dict[str, Parameter] = {
                            "degrees (a Gaussian prior, score cc); none: no prior", optional=True),
     "prior_px": Parameter("prior_px", float, "rms shift error expected of the input poses, "
                           "pixels; none: no prior", optional=True),
+    "prior_centre": Parameter("prior_centre", str, "input: the prior stays on the imported "
+                              "poses every iteration (default); previous: on the last ones"),
+    "reference_filter": Parameter("reference_filter", str, "half-map shell weighting before "
+                                  "the GMM fit: wiener (FSC, default) or cref (sqrt(2FSC/(1+FSC)))"),
+    "align_fsc": Parameter("align_fsc", float, "next target resolution where the FSC falls "
+                           "below this; auto: 0.9 x where it falls below 0.1", optional=True),
     "root": Parameter("root", str,
                       "directory image paths resolve against (default: the project)", optional=True),
     "seed": Parameter("seed", int, "random seed (k-means seeding, model randomisation)"),
