@@ -113,14 +113,18 @@ def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
                        origin_A: np.ndarray, data: np.ndarray, apix: float,
                        settings: GaussNewtonSettings, shift_scale: float = 1.0,
                        ctf: np.ndarray | None = None,
-                       prior_sd: np.ndarray | None = None) -> AlignedBatch:
+                       prior_sd: np.ndarray | None = None,
+                       prior_rotation: np.ndarray | None = None,
+                       prior_origin_A: np.ndarray | None = None) -> AlignedBatch:
     """Refine a batch by Gauss-Newton on |D - alpha C M(p)|^2 / v, plus a Gaussian prior.
 
     ``ctf`` (n, M) modulates the projection (None: data already weighted);
-    ``prior_sd`` (5,) is the prior's sd of each move around the start pose
-    (degrees, grid pixels), None for none. v, the noise power per Fourier
-    pixel, is estimated from each particle's residual at the start, which
-    the noise dominates. Each particle keeps the pose with the best
+    ``prior_sd`` (5,) is the prior's sd of each move (degrees, grid pixels),
+    None for none; it is centred on ``prior_rotation`` / ``prior_origin_A``
+    (default: the start pose), so a loop can keep it on the input poses
+    while the start moves. v, the noise power per Fourier pixel, is
+    estimated from each particle's residual at the start, which the noise
+    dominates. Each particle keeps the pose with the best
     posterior it visited, starting with its own; a better posterior means a
     smaller residual, so the correlation never ends below its start.
     Moves are re-based after every step (the pose is updated and the next
@@ -129,6 +133,8 @@ def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
     rotation0 = np.asarray(rotation, float)
     origin0 = np.asarray(origin_A, float)
     rot, org = rotation0.copy(), origin0.copy()
+    centre_rot = rotation0 if prior_rotation is None else np.asarray(prior_rotation, float)
+    centre_org = origin0 if prior_origin_A is None else np.asarray(prior_origin_A, float)
     best_rot, best_org = rot.copy(), org.copy()
     precision = np.zeros(5) if prior_sd is None else 1.0 / np.asarray(prior_sd, float) ** 2
     score_start = best_score = best_cost = noise = None
@@ -143,7 +149,7 @@ def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
         residual = data - alpha[:, None] * model
         if noise is None:
             noise = np.maximum(np.mean(np.abs(residual) ** 2, axis=-1), 1e-30)
-        moved = _moves_from(rotation0, origin0, rot, org, apix)
+        moved = _moves_from(centre_rot, centre_org, rot, org, apix)
         cost = np.sum(np.abs(residual) ** 2, axis=-1) / noise + 0.5 * moved ** 2 @ precision
         score = _correlation(model, data)
         if score_start is None:

@@ -41,6 +41,9 @@ class RefineOptions:
     prior_deg, prior_px  rms error expected of the input poses (rotation,
                  degrees; shift, pixels): a Gaussian prior around each
                  particle's pose for "cc"; None: no prior
+    align_fsc    next target resolution: where the FSC falls below this;
+                 None: 0.9 x where it falls below 0.1 (the reference
+                 implementation's rule)
     score        "cc": correlation of the CTF-weighted particle with the
                  projection over all rings at once (near the likelihood
                  optimum under white noise); "frc": the paper's FRC of the
@@ -73,6 +76,7 @@ class RefineOptions:
     score: str = "cc"
     prior_deg: float | None = 3.0
     prior_px: float | None = 1.0
+    align_fsc: float | None = None
     sym: str = "C1"
     patches: int | None = None
     patch_iterations: int = 3

@@ -44,13 +44,16 @@ def _aligner(gmm: GMM, pixels, apix: float, options: RefineOptions, shift_scale:
             max_step_px=1.0 if options.step_px is None else options.step_px)
         jacobian = make_spectrum_and_jacobian(gmm, pixels, apix)
         prior = prior_sd(options, shift_scale)
-        return lambda rot, org, data, ctf: gauss_newton_batch(
-            jacobian, rot, org, data, apix, settings, shift_scale, ctf=ctf, prior_sd=prior)
+        return lambda rot, org, data, ctf, centre_rot, centre_org: gauss_newton_batch(
+            jacobian, rot, org, data, apix, settings, shift_scale, ctf=ctf, prior_sd=prior,
+            prior_rotation=centre_rot, prior_origin_A=centre_org)
     settings = AlignSettings(steps=10 if options.steps is None else options.steps,
                              step_deg=0.5 if options.step_deg is None else options.step_deg,
                              step_px=0.25 if options.step_px is None else options.step_px)
     objective = make_pose_objective(gmm, pixels, apix)
-    return lambda rot, org, data, ctf: align_batch(objective, rot, org, data, settings, shift_scale)
+    # The paper's FRC path has no prior, so the prior's centre is not its business.
+    return lambda rot, org, data, ctf, *_: align_batch(objective, rot, org, data, settings,
+                                                       shift_scale)
 
 
 def prior_sd(options: RefineOptions, shift_scale: float) -> np.ndarray | None:
@@ -62,10 +65,15 @@ def prior_sd(options: RefineOptions, shift_scale: float) -> np.ndarray | None:
 
 
 def refine_particles(gmm: GMM, images: ParticleImages, res_A: float, options: RefineOptions, *,
+                     prior_poses: tuple[np.ndarray, np.ndarray] | None = None,
                      progress=None, should_abort: Callable[[], bool] = lambda: False
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """New poses of every particle of ``images`` (rotation (n,3,3), shift_A (n,2)),
-    with each particle's score before and after."""
+    with each particle's score before and after.
+
+    ``prior_poses`` (rotation, shift_A) centre the prior (default: the
+    particles' current poses).
+    """
     if options.score not in SCORES:
         raise ValueError(f"score {options.score!r}; expected one of {SCORES}")
     ps = images.particles
@@ -75,6 +83,7 @@ def refine_particles(gmm: GMM, images: ParticleImages, res_A: float, options: Re
     align = _aligner(gmm, pixels, crop_apix, options, shift_scale=images.apix / crop_apix)
     n = len(ps)
     rotation, shift = ps.rotation.copy(), ps.shift_A.copy()
+    centre_rot, centre_shift = (rotation.copy(), shift.copy()) if prior_poses is None else prior_poses
     score0, score1 = np.zeros(n), np.zeros(n)
     for lo in range(0, n, options.chunk):
         index = np.arange(lo, min(n, lo + options.chunk))
@@ -91,7 +100,8 @@ def refine_particles(gmm: GMM, images: ParticleImages, res_A: float, options: Re
                 raise Aborted("stopped on request")
             batch = index[b:b + options.batch]
             result = align(rotation[batch], shift[batch], data[b:b + options.batch],
-                           None if ctf_rings is None else ctf_rings[b:b + options.batch])
+                           None if ctf_rings is None else ctf_rings[b:b + options.batch],
+                           centre_rot[batch], centre_shift[batch])
             rotation[batch], shift[batch] = apply_pose_moves(rotation[batch], shift[batch],
                                                         result.dtheta_deg, result.dshift_px,
                                                         crop_apix)

@@ -74,6 +74,8 @@ PARAMETERS: dict[str, Parameter] = {
                            "degrees (a Gaussian prior, score cc); none: no prior", optional=True),
     "prior_px": Parameter("prior_px", float, "rms shift error expected of the input poses, "
                           "pixels; none: no prior", optional=True),
+    "align_fsc": Parameter("align_fsc", float, "next target resolution where the FSC falls "
+                           "below this; auto: 0.9 x where it falls below 0.1", optional=True),
     "sym": Parameter("sym", str, "point group, RELION's names (C1, Cn, Dn, T, O, I); focused "
                      "and patch runs expand to C1 and re-impose it"),
     "patches": Parameter("patches", int, "patch-by-patch: K focused patch runs after the global "

@@ -62,6 +62,48 @@ def test_gauss_newton_pulls_particles_back_in_a_few_steps():
     assert np.abs(shift - origin).max() < 0.01
 
 
+def test_prior_centre_away_from_the_start_pulls_the_poses_to_it():
+    # A prior far tighter than the data's information puts the MAP pose on
+    # the prior's centre: here the truth, ~2 deg / 0.5 px from the start.
+    case = _perturbed_case()
+    gmm, apix, pixels = case["gmm"], case["apix"], case["pixels"]
+    truth, origin, start, start_origin = case["truth"], case["origin"], case["start"], case["start_origin"]
+    rng = np.random.default_rng(3)
+    data = case["data"] + rng.normal(scale=np.abs(case["data"]).std(), size=case["data"].shape)
+    jacobian = make_spectrum_and_jacobian(gmm, pixels, apix)
+    result = gauss_newton_batch(jacobian, start, start_origin, data, apix,
+                                GaussNewtonSettings(iterations=4),
+                                prior_sd=np.array([0.005] * 3 + [0.002] * 2),
+                                prior_rotation=truth, prior_origin_A=origin)
+    rotation, shift = apply_pose_moves(start, start_origin, result.dtheta_deg, result.dshift_px, apix)
+    assert angle_between_deg(rotation, truth).max() < 0.05
+    assert np.abs(shift - origin).max() < 0.02
+
+
+def test_wiener_weighting_is_the_least_squares_estimate_of_the_truth():
+    # Per shell, the scale w minimising |w H - T|^2 for a half map H = T + noise
+    # is Re<H, T> / |H|^2, computed here from the truth; wiener_weighted
+    # must scale each shell by it, knowing only the two halves' FSC.
+    from gmmrefine.filters import apply_shell_weights, rfft_shell_index
+    from gmmrefine.fsc import fsc_curve
+
+    rng = np.random.default_rng(7)
+    box = 48
+    truth = apply_shell_weights(rng.normal(size=(box,) * 3),
+                                np.exp(-np.arange(box // 2 + 1) / 6.0))
+    noise_sd = truth.std() * 0.6
+    half1, half2 = (truth + rng.normal(scale=noise_sd, size=truth.shape) for _ in range(2))
+    fsc = fsc_curve(half1, half2)
+    shells = rfft_shell_index(truth.shape)
+    h, t = np.fft.rfftn(half1), np.fft.rfftn(truth)
+    w = np.fft.rfftn(refine_module.wiener_weighted(half1, fsc))
+    for shell in range(3, box // 2 - 2):
+        on = shells == shell
+        least_squares = np.sum((h[on] * t[on].conj()).real) / np.sum(np.abs(h[on]) ** 2)
+        applied = np.sum((w[on] * h[on].conj()).real) / np.sum(np.abs(h[on]) ** 2)
+        assert abs(applied - least_squares) < 0.06, shell
+
+
 def test_pose_jacobian_matches_finite_differences():
     rng = np.random.default_rng(5)
     gmm, box, apix = _blobs(rng, 100), 40, 1.2
@@ -208,6 +250,11 @@ def test_bad_options_fail_before_anything_is_written(small_set, tmp_path):
                                       str(tmp_path / "run"), "--iter", "0"])
     assert result.exit_code == 2
     assert "iterations 0" in result.output
+    assert not (tmp_path / "run").exists()
+    result = CliRunner().invoke(cli, ["refine", str(small_set / "particles.star"), "--out",
+                                      str(tmp_path / "run"), "--align-fsc", "1.5"])
+    assert result.exit_code == 2
+    assert "align_fsc 1.5" in result.output
     assert not (tmp_path / "run").exists()
 
 

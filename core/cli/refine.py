@@ -41,6 +41,9 @@ from ..refine_options import RefineOptions
 @click.option("--prior-px", type=float, default=1.0, show_default=True,
               help="RMS shift error expected of the input poses, pixels (score cc).")
 @click.option("--no-prior", is_flag=True, help="Pure likelihood: no prior around the input poses.")
+@click.option("--align-fsc", type=float, default=RefineOptions.align_fsc,
+              help="Next target resolution where the FSC falls below this "
+                   "[default: 0.9 x where it falls below 0.1].")
 @click.option("--steps", type=int, default=None,
               help="Optimiser steps per particle [default: 4 Gauss-Newton (cc), 10 Adam (frc)].")
 @click.option("--step-deg", type=float, default=None,
