@@ -47,6 +47,35 @@ FINER_BY = 0.20
 
 
 
+def write_domain_ideal_poses(sim: Path, out: Path) -> None:
+    """The poses a perfect focused refinement would find: each true pose composed with
+    that particle's hinge turn, so the domain (not the core) sits in the mean conformation.
+
+    The domain of particle i is the mean conformation moved by x -> R x + (p - R p)
+    (R the hinge turn, p the hinge point); its image is then the projection of the
+    mean map at rotation A R and origin o - (A (p - R p))_xy.
+    """
+    from scipy.spatial.transform import Rotation
+
+    from gmmrefine.io.particles_io import read_particles, write_particles
+    from gmmrefine.simulate.pdb import read_pdb
+
+    truth = read_particles(sim / "truth.star")
+    model = read_pdb(sim / "model.pdb")
+    theta = np.radians(np.load(sim / "truth_conformation.npy"))
+    turn = Rotation.from_rotvec(theta[:, None] * model.hinge_axis[None]).as_matrix()
+    moved = model.hinge_point_A[None] - turn @ model.hinge_point_A
+    shift = truth.shift_A - np.einsum("nij,nj->ni", truth.rotation, moved)[:, :2]
+    write_particles(truth.with_poses(truth.rotation @ turn, shift), out)
+
+
+def refinement_seconds(run_dirs: list[Path]) -> float:
+    """Seconds the refinement iterations of these run directories took (from their run.json),
+    so the figure survives cached steps."""
+    return float(sum(i.get("seconds", 0.0) for d in run_dirs
+                     for i in json.loads((d / "run.json").read_text())["iterations"]))
+
+
 def truth_resolution(volume: np.ndarray, truth: np.ndarray, mask: np.ndarray, apix: float,
                      threshold: float = 0.5) -> float:
     """Resolution where the FSC of the masked map against the masked truth falls below ``threshold``."""
@@ -105,13 +134,24 @@ def main() -> None:
              str(args.global_iter), "--patches", str(args.patches), "--patch-iter",
              str(args.patch_iter)], case / "patches.log", patch / "patches.csv")
 
+    # References: the true poses (the domain still blurred by its motion) and the
+    # domain-ideal poses (what focusing can reach at best on this data).
+    ideal_star = case / "domain_ideal.star"
+    if not ideal_star.exists():
+        write_domain_ideal_poses(sim, ideal_star)
+    for name, star in (("truth_poses", sim / "truth.star"), ("domain_ideal", ideal_star)):
+        walls[f"reconstruct_{name}"] = run_step(
+            [GMMREFINE, "reconstruct", str(star), "--out", str(case / f"recon_{name}"),
+             "--root", str(sim)], case / f"recon_{name}.log", case / f"recon_{name}" / "map.mrc")
+
     truth_json = json.loads((sim / "truth.json").read_text())
     conformations = truth_json["flexible"]["conformation_maps_hinge_deg"]
     mean_map = min(conformations, key=lambda k: abs(conformations[k]))
     truth, apix = read_map(sim / mean_map)
     domain, _ = read_map(sim / "domain_mask.mrc")
     maps = {"start": glob / "iter_000" / "map.mrc", "global": glob / "map.mrc",
-            "focused": focus / "map.mrc"}
+            "focused": focus / "map.mrc", "truth_poses": case / "recon_truth_poses" / "map.mrc",
+            "domain_ideal_poses": case / "recon_domain_ideal" / "map.mrc"}
     if not args.no_patches:
         maps["composite"] = patch / "map.mrc"
     volumes = {name: read_map(path)[0] for name, path in maps.items()}
@@ -127,7 +167,11 @@ def main() -> None:
                  "cramer_rao": truth_json.get("cramer_rao")},
         "truth_fsc05_in_domain_A": in_domain,
         "gold_standard_in_domain_A": gold,
-        "wall_s": walls,
+        "wall_s_this_invocation": walls,
+        "refinement_s": {"global": refinement_seconds([glob]),
+                         "focused": refinement_seconds([focus]),
+                         **({} if args.no_patches else {"patch_runs": refinement_seconds(
+                             sorted(patch.glob("patch_*")))})},
         "targets": {
             "focused_finer_than_global_by_20pct":
                 bool(in_domain["focused"] <= (1 - FINER_BY) * in_domain["global"]),

@@ -131,10 +131,10 @@ def _draw_patch_bars(ax, rows: list[tuple[str, float, float]], colours: dict[str
         if name in colours:
             tick.set_color(colours[name])
     ax.set_ylabel("resolution (Å), lower is better")
-    ax.set_ylim(0, 1.2 * max(before.max(), after.max()))
+    ax.set_ylim(0, 1.35 * max(before.max(), after.max()))
     ax.grid(True, axis="y", color="0.92")
     ax.set_axisbelow(True)
-    ax.legend(loc="upper right", frameon=False, fontsize=9)
+    ax.legend(loc="upper right", frameon=False, fontsize=9, ncols=2)
 
 
 def plot_run_comparison(path_png: str | os.PathLike, patch_table: Sequence[Mapping], initial_map: np.ndarray,

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError
+from .filters import lowpass
 from .fsc import fsc_curve, masked_fsc_corrected, resolution_at, write_fsc_csv
 from .gmm_io import read_gmm
 from .io.atomic import write_text_atomic
@@ -158,8 +159,8 @@ class _PatchRefinement:
         before = [_masked_resolution(r, first=True) for r in results]
         after = [_masked_resolution(r, first=False) for r in results]
         _write_table(self.out / "patches.csv", patches, before, after)
-        self._comparison(glob, patches, masks, before, after, full)
         res = resolution_at(fsc, self.box, self.apix)
+        self._comparison(glob, patches, masks, before, after, lowpass(full, self.apix, res))
         record = {"input": str(self.particles.resolve()), "options": self.options.to_dict(),
                   "global_resolution_A": glob.resolution_A, "composite_resolution_A": res,
                   "composite_masked_resolution_A": resolution_at(masked.corrected, self.box,
@@ -179,7 +180,9 @@ class _PatchRefinement:
                     before: list[float], after: list[float], final: np.ndarray) -> None:
         from .locres_plots import plot_run_comparison
 
+        # Each map filtered to its own resolution, so the slices show what it resolves.
         start, _ = read_map(glob.out_dir / "iter_000" / "map.mrc")
+        start = lowpass(start, self.apix, glob.start_resolution_A)
         table = [{"patch": f"patch {p.index}", "before_A": b, "after_A": a}
                  for p, b, a in zip(patches, before, after)]
         plot_run_comparison(self.out / "comparison.png", table, start, final, self.apix,
