@@ -85,6 +85,10 @@ def _write_table(path: Path, patches: list[Patch], before: list[float], after: l
 class _PatchRefinement:
     def __init__(self, particles: Path, out_dir: Path, options: RefineOptions,
                  log: Callable[[str], None], should_abort: Callable[[], bool]):
+        from .refine import check_options
+
+        # Every option is checked before the run directory gets its first file.
+        check_options(options)
         _check_patch_options(options)
         self.particles, self.out, self.options = particles, out_dir, options
         self.log, self.should_abort = log, should_abort

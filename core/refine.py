@@ -88,7 +88,8 @@ def wiener_weighted(half_map: np.ndarray, fsc: np.ndarray) -> np.ndarray:
     return apply_shell_weights(half_map, np.clip(np.asarray(fsc, float), 0.0, 1.0))
 
 
-def _check_options(options: RefineOptions) -> None:
+def check_options(options: RefineOptions) -> None:
+    """Raise InputError (one line) for an option no run can use; before any file is written."""
     bad = [(options.iterations < 1, f"iterations {options.iterations}; expected >= 1"),
            (options.res_A is not None and options.res_A <= 0, f"res {options.res_A}; expected > 0 A"),
            (options.n_gauss is not None and options.n_gauss < 1,
@@ -132,7 +133,7 @@ class _Refinement:
 
     def __init__(self, particles: Path, out_dir: Path, options: RefineOptions,
                  log: Callable[[str], None], should_abort: Callable[[], bool]):
-        _check_options(options)
+        check_options(options)
         self.options, self.log, self.should_abort = options, log, should_abort
         ps = read_particles(particles, root=options.root)
         require_poses(ps)
