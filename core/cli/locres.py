@@ -13,7 +13,6 @@ from ..io.mrc import read_half_maps
 PERCENTILES = (5, 25, 50, 75, 95)
 
 
-
 @click.command()
 @click.argument("half1", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("half2", type=click.Path(dir_okay=False, path_type=Path))
