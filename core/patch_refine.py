@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 from .errors import InputError
 from .filters import lowpass
@@ -156,7 +157,8 @@ class _PatchRefinement:
             write_map(self.out / name, volume, self.apix)
         write_fsc_csv(self.out / "fsc.csv", fsc, self.box, self.apix,
                       extra={"fsc_masked_corrected": masked.corrected})
-        global_fsc = fsc_curve(read_map(glob.half1)[0], read_map(glob.half2)[0])
+        # The global run wrote its curve; no need to read its halves again.
+        global_fsc = pd.read_csv(glob.fsc_csv)["fsc"].to_numpy(float)
         plot_fsc(self.out / "fsc.png", {"global": global_fsc, "composite": fsc,
                                         "composite, within the patches": masked.corrected},
                  self.box, self.apix)

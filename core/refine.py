@@ -36,7 +36,7 @@ from .reconstruct import reconstruct_halves
 from .refine_options import Aborted, RefineOptions, RefineResult
 from .refine_particles import SCORES, refine_particles
 from .run_state import IterationState, RunDirectory
-from .symmetry import expand_particles, symmetrize_map, symmetry_operators, symmetry_order
+from .symmetry import expand_particles, symmetrize_maps, symmetry_operators, symmetry_order
 
 HALVES = (1, 2)
 
@@ -260,7 +260,7 @@ class _Refinement:
     def _reimpose_symmetry(self, maps: list[np.ndarray], out: Path) -> list[np.ndarray]:
         """The focused region's density copied to every symmetry mate, and the FSC of the result."""
         self.log(f"re-imposing {self.options.sym} on the maps, weighted by the mask")
-        maps = [symmetrize_map(m, self.options.sym, weight=self.mask) for m in maps]
+        maps = symmetrize_maps(maps, self.options.sym, weight=self.mask)
         masked = masked_fsc_corrected(maps[0], maps[1], self.mask, self.apix)
         write_fsc_csv(out / "fsc.csv", fsc_curve(maps[0], maps[1]), self.box, self.apix,
                       extra={"fsc_masked_corrected": masked.corrected})

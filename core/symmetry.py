@@ -28,6 +28,7 @@ from .particles import ParticleSet
 from .symmetry_groups import symmetry_operators, symmetry_order
 
 __all__ = ["symmetry_operators", "symmetry_order", "expand_particles", "symmetrize_map",
+           "symmetrize_maps",
            "COPY_FIELD", "SOURCE_UID_FIELD"]
 
 # CryoSPARC's own names for what its Symmetry Expansion job records; in a STAR
@@ -205,20 +206,31 @@ def symmetrize_map(volume: np.ndarray, sym: str, weight: np.ndarray | None = Non
     if weight is not None and np.min(weight) < 0:
         raise InputError(f"symmetrize_map: mask has negative values (min {np.min(weight):.3g}); "
                          "expected a mask in [0, 1]")
+    return symmetrize_maps([volume], sym, weight, order=order)[0]
+
+
+def symmetrize_maps(volumes: list[np.ndarray], sym: str, weight: np.ndarray | None = None, *,
+                    order: int = 3) -> list[np.ndarray]:
+    """:func:`symmetrize_map` of several maps of one box under one mask (checked by the caller),
+    rotating the mask once per operator rather than once per map and operator."""
     ops = symmetry_operators(sym)
-    total = np.zeros(volume.shape)
-    weighted = np.zeros(volume.shape) if weight is not None else None
-    mask_sum = np.zeros(volume.shape) if weight is not None else None
+    shape = np.shape(volumes[0])
+    totals = [np.zeros(shape) for _ in volumes]
+    weighted = [np.zeros(shape) for _ in volumes]
+    mask_sum = np.zeros(shape)
     for r in ops:
-        turned = _rotated(volume, r, order)
-        total += turned
-        if weight is not None:
-            turned_mask = _rotated(np.asarray(weight, np.float64), r, 1)
-            weighted += turned_mask * turned
+        turned_mask = None if weight is None else _rotated(np.asarray(weight, np.float64), r, 1)
+        if turned_mask is not None:
             mask_sum += turned_mask
-    plain = total / len(ops)
+        for k, volume in enumerate(volumes):
+            turned = _rotated(np.asarray(volume), r, order)
+            totals[k] += turned
+            if turned_mask is not None:
+                weighted[k] += turned_mask * turned
+    plains = [t / len(ops) for t in totals]
     if weight is None:
-        return plain.astype(np.float32)
+        return [p.astype(np.float32) for p in plains]
     covered = mask_sum > 1e-6 * max(float(mask_sum.max()), np.finfo(float).tiny)
-    out = np.where(covered, weighted / np.where(covered, mask_sum, 1.0), plain)
-    return out.astype(np.float32)
+    safe_sum = np.where(covered, mask_sum, 1.0)
+    return [np.where(covered, w / safe_sum, p).astype(np.float32)
+            for w, p in zip(weighted, plains)]
