@@ -261,10 +261,12 @@ class _Refinement:
         """The focused region's density copied to every symmetry mate, and the FSC of the result."""
         self.log(f"re-imposing {self.options.sym} on the maps, weighted by the mask")
         maps = symmetrize_maps(maps, self.options.sym, weight=self.mask)
+        fsc = fsc_curve(maps[0], maps[1])
         masked = masked_fsc_corrected(maps[0], maps[1], self.mask, self.apix)
-        write_fsc_csv(out / "fsc.csv", fsc_curve(maps[0], maps[1]), self.box, self.apix,
+        write_fsc_csv(out / "fsc.csv", fsc, self.box, self.apix,
                       extra={"fsc_masked_corrected": masked.corrected})
-        return maps
+        return maps, {"resolution_A": resolution_at(fsc, self.box, self.apix, 0.143),
+                      "masked_resolution_A": resolution_at(masked.corrected, self.box, self.apix)}
 
     # --- the loop ----------------------------------------------------------------------
     def run_all(self) -> RefineResult:
@@ -310,8 +312,9 @@ class _Refinement:
         write_particles(ps, out / "particles.star")
         write_particles(ps, out / "particles.cs")
         maps = [read_map(last / name)[0] for name in ("half1.mrc", "half2.mrc", "map.mrc")]
+        final = summaries[-1]
         if self.expanded:
-            maps = self._reimpose_symmetry(maps, out)
+            maps, final = self._reimpose_symmetry(maps, out)
         else:
             # The last iteration's table, masked columns included when there is a mask.
             write_text_atomic(out / "fsc.csv", (last / "fsc.csv").read_text())
@@ -322,18 +325,24 @@ class _Refinement:
         shift = np.linalg.norm(ps.shift_A - self.ps.shift_A, axis=1) / self.apix
         plot_pose_changes(out / "pose_changes.png", angle, shift, "change from the input poses")
         resolutions = [s["resolution_A"] for s in summaries]
-        extra = {"start_resolution_A": resolutions[0], "resolution_A": resolutions[-1]}
+        # The start and the iterations are C1 reconstructions of the expanded set; the
+        # final maps (re-imposed symmetry) have their own FSC, and that is what is reported.
+        extra = {"start_resolution_A": resolutions[0], "resolution_A": final["resolution_A"]}
+        if self.expanded:
+            extra["expanded_c1_resolution_A"] = resolutions[-1]
+            self.log(f"after re-imposing {self.options.sym}: {final['resolution_A']:.2f} A "
+                     f"(C1, expanded: {resolutions[-1]:.2f} A)")
         if self.mask is not None:
             extra.update(start_masked_resolution_A=summaries[0]["masked_resolution_A"],
-                         masked_resolution_A=summaries[-1]["masked_resolution_A"])
+                         masked_resolution_A=final["masked_resolution_A"])
             self.log(f"within the mask (corrected): {extra['start_masked_resolution_A']:.2f} A -> "
                      f"{extra['masked_resolution_A']:.2f} A")
         run.write_record(summaries, extra)
-        self.log(f"resolution {resolutions[0]:.2f} A -> {resolutions[-1]:.2f} A; "
+        self.log(f"resolution {resolutions[0]:.2f} A -> {final['resolution_A']:.2f} A; "
                  f"results in {out}")
         return RefineResult(out, out / "particles.star", out / "particles.cs", out / "half1.mrc",
                             out / "half2.mrc", out / "map.mrc", out / "fsc.csv",
-                            resolutions[0], resolutions[-1], resolutions[1:])
+                            resolutions[0], final["resolution_A"], resolutions[1:])
 
 
 def _solvent_mask(volume: np.ndarray, apix: float) -> np.ndarray | None:

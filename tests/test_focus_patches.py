@@ -10,6 +10,7 @@ import pytest
 
 from gmmrefine import refine as refine_module
 from gmmrefine.errors import InputError
+from gmmrefine.fsc import fsc_curve, resolution_at
 from gmmrefine.focus import mask_values_at, widen_outside_mask, width_factor
 from gmmrefine.gmm import GMM
 from gmmrefine.gmm_io import read_gmm
@@ -210,6 +211,14 @@ def test_symmetry_averages_the_global_map_and_a_focused_run_expands_then_reimpos
     final, _ = read_map(focus.map)
     again = symmetrize_map(final, "C3")
     assert np.corrcoef(final.ravel(), again.ravel())[0, 1] > 0.99
+    # What is reported is the FSC of the maps written (symmetry re-imposed), not of
+    # the expanded C1 reconstruction they were made from.
+    h1, _ = read_map(focus.half1)
+    h2, _ = read_map(focus.half2)
+    assert focus.resolution_A == pytest.approx(resolution_at(fsc_curve(h1, h2), 40, 3.6, 0.143))
+    record = json.loads((focus.out_dir / "run.json").read_text())
+    assert record["resolution_A"] == focus.resolution_A
+    assert record["expanded_c1_resolution_A"] == focus.resolutions_A[-1]
     with pytest.raises(InputError, match="C7x"):
         refine_module.run_refinement(star, tmp_path / "bad", RefineOptions(sym="C7x"),
                                      log=lambda s: None)
