@@ -69,6 +69,77 @@ def write_domain_ideal_poses(sim: Path, out: Path) -> None:
     write_particles(truth.with_poses(truth.rotation @ turn, shift), out)
 
 
+def errors_by_hinge(sim: Path, ideal_star: Path, stars: dict[str, Path], bins: int = 5) -> dict:
+    """Median angle to the domain-ideal poses, per quintile of the particles' hinge turn.
+
+    Separates the two limits of focused refinement: where the domain barely
+    moves, the error left is what the domain's own signal allows (it is
+    aligned on a quarter of the mass); where it moves most, how much of the
+    turn was followed.
+    """
+    from bench_refine import read_poses
+    from gmmrefine.geometry import angle_between_deg
+
+    ideal, truth = read_poses(ideal_star), read_poses(sim / "truth.star")
+    names = list(ideal)
+    ideal_rot = np.array([ideal[n][0] for n in names])
+    hinge = angle_between_deg(ideal_rot, np.array([truth[n][0] for n in names]))
+    edges = np.percentile(hinge, np.linspace(0, 100, bins + 1))
+    which = np.clip(np.searchsorted(edges, hinge, side="right") - 1, 0, bins - 1)
+    out = {"hinge_turn_deg_bins": [[round(float(a), 2), round(float(b), 2)]
+                                   for a, b in zip(edges[:-1], edges[1:])]}
+    for name, star in stars.items():
+        poses = read_poses(star)
+        error = angle_between_deg(np.array([poses[n][0] for n in names]), ideal_rot)
+        out[name] = [round(float(np.median(error[which == k])), 2) for k in range(bins)]
+    return out
+
+
+def domain_bounds(sim: Path, sample: int = 50) -> dict:
+    """Cramer-Rao bounds of the domain's pose from the domain's own signal, next to the
+    whole rigid particle's: what a focused refinement can reach at best.
+
+    Each sampled particle in its own conformation and true domain pose, with
+    its CTF and the set's noise; the core is taken as known, so it adds
+    nothing to (and takes nothing from) the domain's information.
+    """
+    from gmmrefine.io.particles_io import read_particles
+    from gmmrefine.simulate.crb import pose_bounds
+    from gmmrefine.simulate.model import DOMAIN, conformation_coords
+    from gmmrefine.simulate.pdb import read_pdb
+    from gmmrefine.simulate.render import atom_amplitude, atom_sigma_A, ctf_grid
+
+    info = json.loads((sim / "truth.json").read_text())
+    cfg = info["config"]
+    model = read_pdb(sim / "model.pdb")
+    amplitude = atom_amplitude(model.element)
+    sigma = atom_sigma_A(model.element, model.bfactor_A2)
+    hinge = np.load(sim / "truth_conformation.npy")
+    truth = read_particles(sim / "truth.star")
+    ideal = read_particles(sim.parent / "domain_ideal.star")
+    picks = np.random.default_rng(0).choice(len(truth), size=min(sample, len(truth)),
+                                            replace=False)
+    moving = model.domain == DOMAIN
+    bounds = {"domain": [], "whole_particle": []}
+    for i in picks:
+        ctf = ctf_grid(cfg["box"], cfg["apix"], truth.defocus_u_A[i:i + 1],
+                       truth.defocus_v_A[i:i + 1], truth.defocus_angle_deg[i:i + 1],
+                       cfg["voltage_kv"], cfg["cs_mm"], cfg["amp_contrast"])
+        coords = conformation_coords(model, hinge[i])
+        bounds["domain"].append(pose_bounds(
+            model.coords_A[moving], amplitude[moving], sigma[moving], ideal.rotation[i],
+            ideal.shift_A[i], ctf, cfg["box"], cfg["apix"], info["noise_sd"])[0][0])
+        bounds["whole_particle"].append(pose_bounds(
+            coords, amplitude, sigma, truth.rotation[i], truth.shift_A[i], ctf, cfg["box"],
+            cfg["apix"], info["noise_sd"])[0][0])
+    return {f"{name}_rotation_bound_deg_median": float(np.median(v)) for name, v in bounds.items()}
+
+
+def last_iteration(run: Path, iterations: int) -> Path:
+    """The file a run directory has once ``iterations`` iterations are done."""
+    return run / f"iter_{iterations:03d}" / "poses.npz"
+
+
 def refinement_seconds(run_dirs: list[Path]) -> float:
     """Seconds the refinement iterations of these run directories took (from their run.json),
     so the figure survives cached steps."""
@@ -119,12 +190,14 @@ def main() -> None:
          "--crb-sample", "100"], case / "simulate.log", sim / "truth.json")
     global_cmd = [GMMREFINE, "refine", str(sim / "particles.star"), "--out", str(glob),
                   "--iter", str(args.global_iter)]
-    walls["global"] = run_step(global_cmd, case / "global.log", glob / "particles.star")
+    # Done when the last asked-for iteration is there: asking for more resumes the run.
+    walls["global"] = run_step(global_cmd, case / "global.log",
+                               last_iteration(glob, args.global_iter))
     walls["focus"] = run_step(
         [GMMREFINE, "refine", str(glob / "particles.star"), "--out", str(focus), "--iter",
          str(args.focus_iter), "--mask", str(sim / "domain_mask.mrc"), "--root", str(sim)]
         + ([] if args.focus_prior_deg is None else ["--prior-deg", str(args.focus_prior_deg)]),
-        case / "focus.log", focus / "particles.star")
+        case / "focus.log", last_iteration(focus, args.focus_iter))
     if not args.no_patches:
         # The patch run's global stage is step 2's run: same input and options, so it resumes.
         if not (patch / "global").exists():
@@ -163,10 +236,15 @@ def main() -> None:
                                           "load_average": os.getloadavg()},
         "data": {"particles": args.n, "box": args.box, "apix": args.apix, "snr": args.snr,
                  "tip_travel_A": args.flex_amplitude_A, "truth_map": mean_map,
+                 "global_iterations": args.global_iter, "focus_iterations": args.focus_iter,
                  "focus_prior_deg": args.focus_prior_deg,
-                 "cramer_rao": truth_json.get("cramer_rao")},
+                 "cramer_rao": truth_json.get("cramer_rao"),
+                 "cramer_rao_domain": domain_bounds(sim, sample=100)},
         "truth_fsc05_in_domain_A": in_domain,
         "gold_standard_in_domain_A": gold,
+        "angle_to_domain_ideal_deg_by_hinge_turn": errors_by_hinge(
+            sim, ideal_star, {"start": sim / "particles.star", "global": glob / "particles.star",
+                              "focused": focus / "particles.star"}),
         "wall_s_this_invocation": walls,
         "refinement_s": {"global": refinement_seconds([glob]),
                          "focused": refinement_seconds([focus]),
