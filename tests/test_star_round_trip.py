@@ -167,6 +167,11 @@ def test_image_root_follows_relion(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert read_particles(tmp_path / "in.star").root == tmp_path     # else the STAR's directory
     assert read_particles(tmp_path / "in.star", root=project).root == project
+    # Run from anywhere on a STAR inside the project (Refine3D/job010/run_data.star):
+    # the project is found above the STAR, where RELION's relative paths start.
+    (project / "Refine3D/job010").mkdir(parents=True)
+    (tmp_path / "in.star").rename(project / "Refine3D/job010/run_data.star")
+    assert read_particles(project / "Refine3D/job010/run_data.star").root == project
 
 
 @pytest.mark.skipif(shutil.which("relion_star_handler") is None, reason="RELION not installed")

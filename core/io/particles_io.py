@@ -53,7 +53,8 @@ def read_particles(path: str | os.PathLike, root: str | os.PathLike | None = Non
     path : the particle file; its stacks need not exist.
     root : directory image paths resolve against. Default: for STAR the
         working directory (RELION's project directory) if the first stack is
-        found there, else the STAR's directory; for ``.cs`` the project
+        found there, else the STAR's directory, else the directory two or
+        three levels up (the project of a job's STAR); for ``.cs`` the project
         directory (the parent of the job directory holding the file), else
         the file's directory, else the working directory, whichever finds
         the first stack (the project directory when none does).
@@ -66,7 +67,9 @@ def read_particles(path: str | os.PathLike, root: str | os.PathLike | None = Non
     path = Path(path)
     if _suffix(path) == ".star":
         ps = star_io.read_star(path)
-        candidates = [Path.cwd(), path.parent]
+        # RELION resolves against the project directory it runs in; a STAR of a job
+        # (Project/Refine3D/job010/run_data.star) has that directory two levels up.
+        candidates = [Path.cwd(), path.parent, *path.absolute().parents[1:3]]
         fallback = path.parent
     else:
         ps = cs_io.read_cs(path, apix=apix)
