@@ -119,9 +119,15 @@ def particle_diameter_A(sim: Path, box: int, apix: float) -> float:
     return min(2 * radius + 10.0, 0.95 * box * apix)
 
 
+def relion_name(args) -> str:
+    """The name of RELION's run (directory, row): one per start low-pass, so a run with
+    RELION's reference filtered to the start resolution sits beside the 15 A one."""
+    return "relion_refine" if args.ini_high == 15.0 else f"relion_refine_ini{args.ini_high:g}"
+
+
 def relion_refine(case: Path, sim: Path, args) -> tuple[Path, float]:
     """relion_refine_mpi local auto-refine from the start poses; returns its run dir and time."""
-    out = case / "relion_refine"
+    out = case / relion_name(args)
     out.mkdir(parents=True, exist_ok=True)
     # RELION's own reconstruction at the start poses: a reference on its greyscale.
     h1, h2, _ = relion_reconstruct_halves(sim / "particles.star", sim,
@@ -140,9 +146,9 @@ def relion_refine(case: Path, sim: Path, args) -> tuple[Path, float]:
            "--dont_combine_weights_via_disc", "--pool", "30"]
     if args.relion_iter_max:
         cmd += ["--auto_iter_max", str(args.relion_iter_max)]
-    marker = case / "relion_refine_wall.json"
+    marker = case / f"{relion_name(args)}_wall.json"
     if not marker.is_file():
-        seconds, stopped = run_with_timeout(cmd, sim, case / "relion_refine.log",
+        seconds, stopped = run_with_timeout(cmd, sim, case / f"{relion_name(args)}.log",
                                             60 * args.relion_timeout_min)
         write_text_atomic(marker, json.dumps({"wall_s": seconds, "stopped_at_timeout": stopped}))
     return out, json.loads(marker.read_text())["wall_s"]
@@ -269,21 +275,20 @@ def print_report(result: dict) -> None:
           f"SNR {result['snr']}; Cramer-Rao median: {crb['rotation_bound_deg_median']:.2f} deg "
           f"(per axis {crb['rotation_bound_per_axis_deg_median']:.2f}), "
           f"{crb['shift_bound_px_median']:.2f} px")
-    head = (f"{'poses':<12}{'angle deg':>10}{'/CRB':>6}{'shift px':>10}{'/CRB':>6}"
+    head = (f"{'poses':<22}{'angle deg':>10}{'/CRB':>6}{'shift px':>10}{'/CRB':>6}"
             f"{'own FSC A':>11}{'relion_rec A':>13}{'wall s':>9}")
     print(head + "\n" + "-" * len(head))
     for name, r in rows.items():
         own = r.get("resolution_A")
         wall = r.get("wall_s")
-        print(f"{name:<12}{r['angle_error_deg_median']:>10.2f}{r['angle_over_crb']:>6.2f}"
+        print(f"{name:<22}{r['angle_error_deg_median']:>10.2f}{r['angle_over_crb']:>6.2f}"
               f"{r['shift_error_px_median']:>10.2f}{r['shift_over_crb']:>6.2f}"
               f"{own if own is None else f'{own:.2f}':>11}"
               f"{r['resolution_relion_reconstruct_A']:>13.2f}"
               f"{'' if wall is None else f'{wall:.0f}':>9}")
     print("(own FSC: gmmrefine reconstruct for start / truth, each program's own half maps "
           "otherwise; relion_rec: relion_reconstruct halves of every pose set)")
-    relion = rows.get("relion_refine")
-    if relion:
+    for relion in (r for name, r in rows.items() if name.startswith("relion_refine")):
         print(f"RELION: {relion['iterations']} iterations, "
               f"{'converged' if relion['converged'] else 'NOT converged (last iteration shown)'}, "
               f"rlnCurrentResolution {relion['rlnCurrentResolution_A']:.2f} A")
@@ -348,12 +353,13 @@ def main() -> None:
     h1, h2 = read_map(case / "gmm" / "half1.mrc")[0], read_map(case / "gmm" / "half2.mrc")[0]
     own_res["gmmrefine"] = resolution(h1, h2, apix)
     if not args.no_relion_refine:
-        run_dir, walls["relion_refine"] = relion_refine(case, sim, args)
-        stars["relion_refine"] = relion_outputs(run_dir)["data"]
-        extra["relion_refine"] = relion_figures(run_dir, apix)
-        extra["relion_refine"]["stopped_at_timeout"] = json.loads(
-            (case / "relion_refine_wall.json").read_text()).get("stopped_at_timeout", False)
-        own_res["relion_refine"] = extra["relion_refine"]["resolution_half_maps_A"]
+        name = relion_name(args)
+        run_dir, walls[name] = relion_refine(case, sim, args)
+        stars[name] = relion_outputs(run_dir)["data"]
+        extra[name] = relion_figures(run_dir, apix)
+        extra[name]["stopped_at_timeout"] = json.loads(
+            (case / f"{name}_wall.json").read_text()).get("stopped_at_timeout", False)
+        own_res[name] = extra[name]["resolution_half_maps_A"]
     stars["truth"] = sim / "truth.star"
 
     rows = {}
