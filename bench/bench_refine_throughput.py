@@ -98,13 +98,22 @@ def rate_align_kernel(gmm: GMM, box: int, res_A: float, options: RefineOptions, 
     align = _aligner(gmm, pixels, crop_apix, options, shift_scale=1.0)
     spectra = rng.normal(size=(n, crop, crop)) + 1j * rng.normal(size=(n, crop, crop))
     data = gather_rings(spectra, pixels)
+    # The CTF's values do not change the work; "frc" takes none.
+    ctf = np.ones(data.shape, np.float32) if options.score == "cc" else None
     rotation = random_rotations(n, rng)
     origin = rng.uniform(-3, 3, (n, 2))
     b = options.batch
-    align(rotation[:b], origin[:b], data[:b])     # warm-up: traces and compiles
+
+    def batch(lo: int):
+        # The prior is centred on the start poses, as refine_particles centres it.
+        sl = slice(lo, lo + b)
+        return align(rotation[sl], origin[sl], data[sl], None if ctf is None else ctf[sl],
+                     rotation[sl], origin[sl])
+
+    batch(0)     # warm-up: traces and compiles
     t0 = time.perf_counter()
     for lo in range(0, n, b):
-        align(rotation[lo:lo + b], origin[lo:lo + b], data[lo:lo + b])
+        batch(lo)
     return n / (time.perf_counter() - t0), crop, len(pixels)
 
 
