@@ -55,3 +55,21 @@ def test_model_seeded_halves_differ_at_the_resolution_scale():
     # Each coordinate is displaced with sd res / (pi sqrt 2): the halves differ by sqrt 2 x that.
     sd = np.std(a.centres_A - b.centres_A) / np.sqrt(2.0)
     assert sd == pytest.approx(6.0 / (np.pi * np.sqrt(2.0)), rel=0.05)
+
+
+def test_the_fit_optimiser_takes_the_steps_keras_adam_takes():
+    import tensorflow as tf
+
+    from gmmrefine.gmm_fit import _Adam
+
+    start = np.array([[1.0, -2.0, 0.5]], np.float32)
+    ours, theirs = tf.Variable(start), tf.Variable(start)
+    adam, keras_adam = _Adam([ours], 0.1), tf.keras.optimizers.Adam(0.1)
+    for _ in range(5):
+        for var, apply in ((ours, lambda g: adam.apply([g])),
+                           (theirs, lambda g: keras_adam.apply_gradients([(g, theirs)]))):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum((var - 3.0) ** 2 * tf.constant([[1.0, 10.0, 0.1]]))
+            apply(tape.gradient(loss, var))
+    assert not np.allclose(ours.numpy(), start)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, atol=1e-6)
