@@ -181,7 +181,9 @@ def main() -> None:
     case = (args.data / f"focus_{args.n}_{args.box}_snr{args.snr:g}_tip{args.flex_amplitude_A:g}"
             ).resolve()
     case.mkdir(parents=True, exist_ok=True)
-    sim, glob, focus, patch = (case / d for d in ("sim", "global", "focus", "patches"))
+    # One patch run per --patch-iter (a run directory keeps its options).
+    patch_dir = "patches" if args.patch_iter == 1 else f"patches_iter{args.patch_iter}"
+    sim, glob, focus, patch = (case / d for d in ("sim", "global", "focus", patch_dir))
     walls = {}
     walls["simulate"] = run_step(
         [GMMREFINE, "simulate", "--out", str(sim), "--n", str(args.n), "--box", str(args.box),
@@ -205,7 +207,7 @@ def main() -> None:
         walls["patches"] = run_step(
             [GMMREFINE, "refine", str(sim / "particles.star"), "--out", str(patch), "--iter",
              str(args.global_iter), "--patches", str(args.patches), "--patch-iter",
-             str(args.patch_iter)], case / "patches.log", patch / "patches.csv")
+             str(args.patch_iter)], case / f"{patch_dir}.log", patch / "patches.csv")
 
     # References: the true poses (the domain still blurred by its motion) and the
     # domain-ideal poses (what focusing can reach at best on this data).
@@ -237,6 +239,7 @@ def main() -> None:
         "data": {"particles": args.n, "box": args.box, "apix": args.apix, "snr": args.snr,
                  "tip_travel_A": args.flex_amplitude_A, "truth_map": mean_map,
                  "global_iterations": args.global_iter, "focus_iterations": args.focus_iter,
+                 "patch_iterations": None if args.no_patches else args.patch_iter,
                  "focus_prior_deg": args.focus_prior_deg,
                  "cramer_rao": truth_json.get("cramer_rao"),
                  "cramer_rao_domain": domain_bounds(sim, sample=100)},
