@@ -252,6 +252,13 @@ def masked_fsc_corrected(map1: np.ndarray, map2: np.ndarray, mask: np.ndarray, a
     return MaskedFSC(unmasked, masked, randomised, corrected, shell)
 
 
+def read_fsc_csv(path: str | os.PathLike, column: str = "fsc") -> np.ndarray:
+    """One curve of a table :func:`write_fsc_csv` wrote (KeyError if it has no such column)."""
+    import pandas as pd
+
+    return pd.read_csv(path)[column].to_numpy(float)
+
+
 def write_fsc_csv(path: str | os.PathLike, fsc: np.ndarray, box: int, apix: float,
                   extra: dict[str, np.ndarray] | None = None) -> None:
     """Write an FSC curve as CSV: shell, resolution_A, fsc [, one column per extra curve].

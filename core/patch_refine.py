@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 
 from .errors import InputError
 from .filters import lowpass
-from .fsc import fsc_curve, masked_fsc_corrected, resolution_at, write_fsc_csv
+from .fsc import (fsc_curve, masked_fsc_corrected, read_fsc_csv, resolution_at,
+                  write_fsc_csv)
 from .gmm_io import read_gmm
 from .io.atomic import write_text_atomic
 from .io.mrc import read_map, write_map
@@ -158,7 +158,7 @@ class _PatchRefinement:
         write_fsc_csv(self.out / "fsc.csv", fsc, self.box, self.apix,
                       extra={"fsc_masked_corrected": masked.corrected})
         # The global run wrote its curve; no need to read its halves again.
-        global_fsc = pd.read_csv(glob.fsc_csv)["fsc"].to_numpy(float)
+        global_fsc = read_fsc_csv(glob.fsc_csv)
         plot_fsc(self.out / "fsc.png", {"global": global_fsc, "composite": fsc,
                                         "composite, within the patches": masked.corrected},
                  self.box, self.apix)

@@ -18,7 +18,8 @@ import numpy as np
 from .errors import InputError
 from .focus import fraction_inside, widen_outside_mask
 from .filters import apply_shell_weights
-from .fsc import fsc_curve, masked_fsc_corrected, resolution_at, write_fsc_csv
+from .fsc import (fsc_curve, masked_fsc_corrected, read_fsc_csv, resolution_at,
+                  write_fsc_csv)
 from .geometry import angle_between_deg
 from .gmm import GMM
 from .gmm_fit import gmm_from_map, gmm_from_model
@@ -257,8 +258,10 @@ class _Refinement:
                                     "median": float(np.median(shift))},
                 "score_start_mean": float(score0.mean()), "score_end_mean": float(score1.mean())}
 
-    def _reimpose_symmetry(self, maps: list[np.ndarray], out: Path) -> list[np.ndarray]:
-        """The focused region's density copied to every symmetry mate, and the FSC of the result."""
+    def _reimpose_symmetry(self, maps: list[np.ndarray], out: Path
+                           ) -> tuple[list[np.ndarray], dict[str, float]]:
+        """The focused region's density copied to every symmetry mate, the FSC of the result
+        (written to out/fsc.csv), and its resolutions, unmasked and within the mask."""
         self.log(f"re-imposing {self.options.sym} on the maps, weighted by the mask")
         maps = symmetrize_maps(maps, self.options.sym, weight=self.mask)
         fsc = fsc_curve(maps[0], maps[1])
@@ -361,9 +364,7 @@ def _solvent_mask(volume: np.ndarray, apix: float) -> np.ndarray | None:
 
 
 def _read_fsc(iteration_dir: Path, column: str = "fsc") -> np.ndarray:
-    import pandas as pd
-
-    return pd.read_csv(iteration_dir / "fsc.csv")[column].to_numpy(float)
+    return read_fsc_csv(iteration_dir / "fsc.csv", column)
 
 
 def _masked_curve(iteration_dir: Path) -> dict[str, np.ndarray]:
