@@ -39,7 +39,7 @@ from gmmrefine.fsc import fsc_curve, masked_fsc_corrected, resolution_at
 from gmmrefine.io.atomic import write_text_atomic
 from gmmrefine.io.mrc import read_map
 
-from _steps import run_step  # bench/ is the script's own directory, first on sys.path
+from _steps import SimulatedSet, run_step  # bench/ is the script's own directory, first on sys.path
 
 HERE = Path(__file__).resolve().parent
 GMMREFINE = str(Path(sys.executable).parent / "gmmrefine")
@@ -106,32 +106,22 @@ def domain_bounds(sim: Path, sample: int = 50) -> dict:
     from gmmrefine.io.particles_io import read_particles
     from gmmrefine.simulate.crb import pose_bounds
     from gmmrefine.simulate.model import DOMAIN, conformation_coords
-    from gmmrefine.simulate.pdb import read_pdb
-    from gmmrefine.simulate.render import atom_amplitude, atom_sigma_A, ctf_grid
 
-    info = json.loads((sim / "truth.json").read_text())
-    cfg = info["config"]
-    model = read_pdb(sim / "model.pdb")
-    amplitude = atom_amplitude(model.element)
-    sigma = atom_sigma_A(model.element, model.bfactor_A2)
-    hinge = np.load(sim / "truth_conformation.npy")
-    truth = read_particles(sim / "truth.star")
+    data = SimulatedSet(sim)
+    model, amplitude, sigma, truth = data.model, data.amplitude, data.sigma, data.truth
+    box, apix = data.cfg["box"], data.cfg["apix"]
     ideal = read_particles(sim.parent / "domain_ideal.star")
-    picks = np.random.default_rng(0).choice(len(truth), size=min(sample, len(truth)),
-                                            replace=False)
     moving = model.domain == DOMAIN
     bounds = {"domain": [], "whole_particle": []}
-    for i in picks:
-        ctf = ctf_grid(cfg["box"], cfg["apix"], truth.defocus_u_A[i:i + 1],
-                       truth.defocus_v_A[i:i + 1], truth.defocus_angle_deg[i:i + 1],
-                       cfg["voltage_kv"], cfg["cs_mm"], cfg["amp_contrast"])
-        coords = conformation_coords(model, hinge[i])
+    for i in data.sample(sample):
+        ctf = data.ctf(i)
+        coords = conformation_coords(model, data.hinge_deg[i])
         bounds["domain"].append(pose_bounds(
             model.coords_A[moving], amplitude[moving], sigma[moving], ideal.rotation[i],
-            ideal.shift_A[i], ctf, cfg["box"], cfg["apix"], info["noise_sd"])[0][0])
+            ideal.shift_A[i], ctf, box, apix, data.noise_sd)[0][0])
         bounds["whole_particle"].append(pose_bounds(
-            coords, amplitude, sigma, truth.rotation[i], truth.shift_A[i], ctf, cfg["box"],
-            cfg["apix"], info["noise_sd"])[0][0])
+            coords, amplitude, sigma, truth.rotation[i], truth.shift_A[i], ctf, box, apix,
+            data.noise_sd)[0][0])
     return {f"{name}_rotation_bound_deg_median": float(np.median(v)) for name, v in bounds.items()}
 
 
@@ -171,6 +161,8 @@ def main() -> None:
     p.add_argument("--focus-prior-deg", type=float, default=None,
                    help="prior width of the focused run (default: the engine's); the domain "
                         "moves by up to half its hinge range from the global poses")
+    p.add_argument("--focus-outside", choices=("widen", "fade"), default="widen",
+                   help="the focused run's --outside (its run directory: focus, focus_fade)")
     p.add_argument("--patches", type=int, default=8)
     p.add_argument("--patch-iter", type=int, default=1)
     p.add_argument("--no-patches", action="store_true")
@@ -183,7 +175,8 @@ def main() -> None:
     case.mkdir(parents=True, exist_ok=True)
     # One patch run per --patch-iter (a run directory keeps its options).
     patch_dir = "patches" if args.patch_iter == 1 else f"patches_iter{args.patch_iter}"
-    sim, glob, focus, patch = (case / d for d in ("sim", "global", "focus", patch_dir))
+    focus_dir = "focus" if args.focus_outside == "widen" else f"focus_{args.focus_outside}"
+    sim, glob, focus, patch = (case / d for d in ("sim", "global", focus_dir, patch_dir))
     walls = {}
     walls["simulate"] = run_step(
         [GMMREFINE, "simulate", "--out", str(sim), "--n", str(args.n), "--box", str(args.box),
@@ -198,8 +191,9 @@ def main() -> None:
     walls["focus"] = run_step(
         [GMMREFINE, "refine", str(glob / "particles.star"), "--out", str(focus), "--iter",
          str(args.focus_iter), "--mask", str(sim / "domain_mask.mrc"), "--root", str(sim)]
-        + ([] if args.focus_prior_deg is None else ["--prior-deg", str(args.focus_prior_deg)]),
-        case / "focus.log", last_iteration(focus, args.focus_iter))
+        + ([] if args.focus_prior_deg is None else ["--prior-deg", str(args.focus_prior_deg)])
+        + ["--outside", args.focus_outside],
+        case / f"{focus_dir}.log", last_iteration(focus, args.focus_iter))
     if not args.no_patches:
         # The patch run's global stage is step 2's run: same input and options, so it resumes.
         if not (patch / "global").exists():
@@ -240,7 +234,7 @@ def main() -> None:
                  "tip_travel_A": args.flex_amplitude_A, "truth_map": mean_map,
                  "global_iterations": args.global_iter, "focus_iterations": args.focus_iter,
                  "patch_iterations": None if args.no_patches else args.patch_iter,
-                 "focus_prior_deg": args.focus_prior_deg,
+                 "focus_prior_deg": args.focus_prior_deg, "focus_outside": args.focus_outside,
                  "cramer_rao": truth_json.get("cramer_rao"),
                  "cramer_rao_domain": domain_bounds(sim, sample=100)},
         "truth_fsc05_in_domain_A": in_domain,

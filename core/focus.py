@@ -6,7 +6,8 @@ transform fades beyond low resolution: the region keeps every detail and
 drives the fine alignment, while the rest of the particle still contributes
 its coarse shape (a Gaussian four times wider carries the same mass, so the
 low-resolution match that keeps poses from wandering is unchanged).
-Amplitudes stay as they are.
+Amplitudes stay as they are. The alternative, ``fade``, scales each
+amplitude by M instead and keeps the widths.
 """
 
 from __future__ import annotations
@@ -43,6 +44,36 @@ def widen_outside_mask(gmm: GMM, mask: np.ndarray, apix: float) -> GMM:
     """The GMM with each Gaussian's width divided by 0.25 + 0.75 M(centre); amplitudes unchanged."""
     factor = width_factor(mask_values_at(mask, gmm.centres_A, apix))
     return GMM(gmm.centres_A, gmm.amplitudes, gmm.widths_A * factor)
+
+
+def fade_outside_mask(gmm: GMM, mask: np.ndarray, apix: float) -> GMM:
+    """The GMM with each Gaussian's amplitude times M(centre); widths unchanged.
+
+    The alignment then sees the region alone: a widened rest still pulls a
+    region that turned about a hinge back towards the consensus pose, by its
+    low-resolution match (bench_focus measures how much).
+    """
+    m = mask_values_at(mask, gmm.centres_A, apix)
+    keep = m > 0
+    if not np.any(keep):
+        raise ValueError("no Gaussian lies inside the mask")
+    return GMM(gmm.centres_A[keep], gmm.amplitudes[keep] * m[keep], gmm.widths_A[keep])
+
+
+OUTSIDE_MODES = {"widen": widen_outside_mask, "fade": fade_outside_mask}
+
+
+def mask_centroid_A(mask: np.ndarray, apix: float) -> np.ndarray:
+    """Mask-weighted centre (x, y, z) in Angstrom from voxel B // 2: the pivot of a focused
+    alignment, so that turning the region does not also move it across the image."""
+    weight = np.clip(np.asarray(mask, np.float64), 0.0, None)
+    total = weight.sum()
+    if total <= 0:
+        return np.zeros(3)
+    box = mask.shape[0]
+    zyx = [np.sum(weight.sum(axis=tuple(a for a in range(3) if a != axis))
+                  * (np.arange(box) - box // 2)) / total for axis in range(3)]
+    return np.array(zyx[::-1]) * apix
 
 
 def fraction_inside(gmm: GMM, mask: np.ndarray, apix: float, level: float = 0.5) -> float:

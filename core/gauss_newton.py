@@ -115,7 +115,8 @@ def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
                        ctf: np.ndarray | None = None,
                        prior_sd: np.ndarray | None = None,
                        prior_rotation: np.ndarray | None = None,
-                       prior_origin_A: np.ndarray | None = None) -> AlignedBatch:
+                       prior_origin_A: np.ndarray | None = None,
+                       jump_to: tuple[np.ndarray, np.ndarray] | None = None) -> AlignedBatch:
     """Refine a batch by Gauss-Newton on |D - alpha C M(p)|^2 / v, plus a Gaussian prior.
 
     ``ctf`` (n, M) modulates the projection (None: data already weighted);
@@ -129,6 +130,9 @@ def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
     smaller residual, so the correlation never ends below its start.
     Moves are re-based after every step (the pose is updated and the next
     Jacobian taken at zero move), so they compose exactly as apply_pose_moves does.
+    ``jump_to`` (rotation, origin_A): after scoring the start, continue from
+    these poses (a coarser search's result); the start stays a candidate,
+    so the guarantee above still holds against it.
     """
     rotation0 = np.asarray(rotation, float)
     origin0 = np.asarray(origin_A, float)
@@ -139,13 +143,17 @@ def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
     precision = np.zeros(5) if prior_sd is None else 1.0 / np.asarray(prior_sd, float) ** 2
     score_start = best_score = best_cost = noise = None
     limit = np.array([settings.max_step_deg] * 3 + [settings.max_step_px * shift_scale] * 2)
-    for it in range(settings.iterations + 1):
+    visits = settings.iterations + 1 + (jump_to is not None)
+    for it in range(visits):
         model, jac = spectrum_and_jacobian(tf.constant(rot, tf.float32), tf.constant(org, tf.float32))
         model, jac = model.numpy().astype(np.complex128), jac.numpy().astype(np.complex128)
         if ctf is not None:
             model, jac = model * ctf, jac * ctf[..., None]
         power = np.sum(np.abs(model) ** 2, axis=-1)
-        alpha = np.sum((model.conj() * data).real, axis=-1) / np.maximum(power, 1e-30)
+        # A particle is never the negative of a projection: a pose that anti-correlates
+        # fits no better than no projection at all, so it cannot win over the start.
+        cross = np.maximum(np.sum((model.conj() * data).real, axis=-1), 0.0)
+        alpha = cross / np.maximum(power, 1e-30)
         residual = data - alpha[:, None] * model
         if noise is None:
             noise = np.maximum(np.mean(np.abs(residual) ** 2, axis=-1), 1e-30)
@@ -157,8 +165,11 @@ def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
         better = cost < best_cost
         best_rot[better], best_org[better] = rot[better], org[better]
         best_score[better], best_cost[better] = score[better], cost[better]
-        if it == settings.iterations:
+        if it == visits - 1:
             break
+        if it == 0 and jump_to is not None:
+            rot, org = (np.array(v, float) for v in jump_to)
+            continue
         j = alpha[:, None, None] * jac
         jtj = 2.0 * np.einsum("nmi,nmj->nij", j.conj(), j).real / noise[:, None, None]
         jtr = 2.0 * np.einsum("nmi,nm->ni", j.conj(), residual).real / noise[:, None]

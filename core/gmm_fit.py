@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -103,29 +104,101 @@ def _window_offsets(half: int) -> np.ndarray:
     return np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
 
 
-class _WindowRenderer:
-    """Renders Gaussians on windows of voxels around fixed anchor voxels (TF, differentiable)."""
+class _Windows(NamedTuple):
+    """The voxels each Gaussian is rendered on: a window around its starting voxel."""
 
-    def __init__(self, box: int, apix: float, anchors_A: np.ndarray, half: int):
-        self.box, self.apix, self.half = box, apix, half
-        anchor_vox = np.rint(anchors_A / apix).astype(np.int64) + box // 2        # (N, 3) x, y, z
-        vox = anchor_vox[:, None, :] + _window_offsets(half)[None]               # (N, W, 3)
-        valid = np.all((vox >= 0) & (vox < box), axis=-1)
-        vox = np.clip(vox, 0, box - 1)
-        self.flat_index = tf.constant(((vox[..., 2] * box + vox[..., 1]) * box + vox[..., 0]).ravel())
-        self.valid = tf.constant(valid.astype(np.float32))
-        self.positions_A = tf.constant(((vox - box // 2) * apix).astype(np.float32))  # (N, W, 3)
+    positions_A: tf.Tensor   # (N, W, 3) float32, voxel positions from voxel B // 2
+    flat_index: tf.Tensor    # (N, W) int64, index of each voxel in the flattened box
+    valid: tf.Tensor         # (N, W) float32, 1 where the voxel lies inside the box
 
-    def render(self, centres_A, amplitudes, widths_A):
-        # Sampling at voxel centres with s^2 + apix^2 / 12 approximates the
-        # voxel-integrated density of gmm.render_map to well under 1%.
-        s2 = widths_A ** 2 + self.apix ** 2 / 12.0
-        d2 = tf.reduce_sum((self.positions_A - centres_A[:, None, :]) ** 2, axis=-1)
-        norm = amplitudes * self.apix ** 3 / (2.0 * np.pi * s2) ** 1.5
-        values = norm[:, None] * tf.exp(-0.5 * d2 / s2[:, None]) * self.valid
-        flat = tf.math.unsorted_segment_sum(tf.reshape(values, [-1]), self.flat_index,
-                                            self.box ** 3)
-        return tf.reshape(flat, [self.box] * 3)
+
+class _Fit(NamedTuple):
+    """What stays fixed during one fit."""
+
+    sphere: tf.Tensor        # (B, B, B) float32, 1 inside the target resolution
+    target_ft: tf.Tensor     # (B, B, B) complex64
+    target_power: tf.Tensor  # () power of the target inside the sphere
+    apix: tf.Tensor
+    amp_scale: tf.Tensor
+    low_log: tf.Tensor       # bounds of log(width)
+    high_log: tf.Tensor
+    move_centres: tf.Tensor  # 1.0, or 0.0 to keep the centres
+    learning_rate: tf.Tensor
+
+
+def _windows(box: int, apix: float, anchors_A: np.ndarray, half: int) -> _Windows:
+    anchor_vox = np.rint(anchors_A / apix).astype(np.int64) + box // 2        # (N, 3) x, y, z
+    vox = anchor_vox[:, None, :] + _window_offsets(half)[None]               # (N, W, 3)
+    valid = np.all((vox >= 0) & (vox < box), axis=-1)
+    vox = np.clip(vox, 0, box - 1)
+    return _Windows(tf.constant(((vox - box // 2) * apix).astype(np.float32)),
+                    tf.constant((vox[..., 2] * box + vox[..., 1]) * box + vox[..., 0]),
+                    tf.constant(valid.astype(np.float32)))
+
+
+def _render(windows: _Windows, box: tf.Tensor, apix: tf.Tensor, centres_A: tf.Tensor,
+            amplitudes: tf.Tensor, widths_A: tf.Tensor) -> tf.Tensor:
+    # Sampling at voxel centres with s^2 + apix^2 / 12 approximates the
+    # voxel-integrated density of gmm.render_map to well under 1%.
+    s2 = widths_A ** 2 + apix ** 2 / 12.0
+    d2 = tf.reduce_sum((windows.positions_A - centres_A[:, None, :]) ** 2, axis=-1)
+    norm = amplitudes * apix ** 3 / (2.0 * np.pi * s2) ** 1.5
+    values = norm[:, None] * tf.exp(-0.5 * d2 / s2[:, None]) * windows.valid
+    flat = tf.math.unsorted_segment_sum(tf.reshape(values, [-1]),
+                                        tf.reshape(windows.flat_index, [-1]), box ** 3)
+    return tf.reshape(flat, tf.stack([box, box, box]))
+
+
+def _residual(params: tuple, windows: _Windows, fit: _Fit) -> tf.Tensor:
+    """|M - T|^2 / |T|^2 inside the sphere; params (centres in voxels, log widths, amplitudes
+    over amp_scale), scaled to order one so one learning rate serves all three."""
+    centre_vox, log_width, amp_rel = params
+    box = tf.shape(fit.sphere, out_type=tf.int64)[0]
+    model = _render(windows, box, fit.apix, centre_vox * fit.apix, amp_rel * fit.amp_scale,
+                    tf.exp(tf.clip_by_value(log_width, fit.low_log, fit.high_log)))
+    diff = tf.signal.fft3d(tf.complex(model, 0.0)) - fit.target_ft
+    return tf.reduce_sum(fit.sphere * tf.abs(diff) ** 2) / fit.target_power
+
+
+def adam_update(params: tuple, grads: tuple, m: tuple, v: tuple, t: tf.Tensor,
+                learning_rate: tf.Tensor, beta1: float = 0.9, beta2: float = 0.999,
+                epsilon: float = 1e-7) -> tuple[tuple, tuple, tuple]:
+    """One Adam step (Kingma & Ba; Keras's defaults) at step number t >= 1, in plain tf ops:
+    the new (params, m, v)."""
+    rate = learning_rate * tf.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
+    m = tuple(beta1 * mi + (1.0 - beta1) * g for mi, g in zip(m, grads))
+    v = tuple(beta2 * vi + (1.0 - beta2) * tf.square(g) for vi, g in zip(v, grads))
+    params = tuple(p - rate * mi / (tf.sqrt(vi) + epsilon) for p, mi, vi in zip(params, m, v))
+    return params, m, v
+
+
+# One traced graph for every fit: the shapes vary, so they are left open. A
+# tf.function made per fit kept its captured windows (~0.18 GB at 15,000
+# Gaussians) alive after the fit, and a patch run of 54 fits ran out of memory.
+_SCALAR = tf.TensorSpec([], tf.float32)
+_PARAMS = (tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([None], tf.float32),
+           tf.TensorSpec([None], tf.float32))
+_WINDOWS = _Windows(tf.TensorSpec([None, None, 3], tf.float32),
+                    tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None], tf.float32))
+_FIT = _Fit(tf.TensorSpec([None, None, None], tf.float32),
+            tf.TensorSpec([None, None, None], tf.complex64), *[_SCALAR] * 7)
+
+
+@tf.function(input_signature=[_PARAMS, _WINDOWS, _FIT])
+def _residual_graph(params, windows, fit):
+    return _residual(params, windows, fit)
+
+
+@tf.function(input_signature=[_PARAMS, _PARAMS, _PARAMS, _SCALAR, _WINDOWS, _FIT])
+def _fit_step(params, m, v, t, windows, fit):
+    """One Adam step on the residual: (loss before the step, params, m, v)."""
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        loss = _residual(params, windows, fit)
+    grads = tape.gradient(loss, params)
+    grads = (grads[0] * fit.move_centres, grads[1], grads[2])
+    params, m, v = adam_update(params, grads, m, v, t, fit.learning_rate)
+    return loss, params, m, v
 
 
 def _resolution_sphere(box: int, apix: float, res_A: float) -> np.ndarray:
@@ -148,66 +221,28 @@ def fit_gmm(target: np.ndarray, apix: float, init: GMM, res_A: float, *, steps: 
     widths0 = np.asarray(init.widths_A, float)
     max_width = max(2.0 * widths0.max(), res_A / 2.0)
     half = int(math.ceil(3.0 * max_width / apix))
-    renderer = _WindowRenderer(box, apix, np.asarray(init.centres_A), half)
+    windows = _windows(box, apix, np.asarray(init.centres_A), half)
     sphere = tf.constant(_resolution_sphere(box, apix, res_A))
     # fft3d of a complex cast: TensorFlow registers no gradient for rfft3d.
     target_ft = tf.signal.fft3d(tf.complex(tf.constant(target, tf.float32), 0.0))
-    target_power = tf.reduce_sum(sphere * tf.abs(target_ft) ** 2)
     amp_scale = float(np.mean(np.abs(init.amplitudes))) or 1.0
-
-    # Parameters scaled to order one, so one learning rate serves all three.
-    centre_vox = tf.Variable(np.asarray(init.centres_A, np.float32) / apix)
-    log_width = tf.Variable(np.log(widths0).astype(np.float32))
-    amp_rel = tf.Variable((np.asarray(init.amplitudes) / amp_scale).astype(np.float32))
-    variables = [centre_vox, log_width, amp_rel] if fit_centres else [log_width, amp_rel]
-    adam = _Adam(variables, learning_rate)
     low_log, high_log = float(np.log(0.25 * apix)), float(np.log(max_width))
-
-    def residual():
-        model = renderer.render(centre_vox * apix, amp_rel * amp_scale,
-                                tf.exp(tf.clip_by_value(log_width, low_log, high_log)))
-        diff = tf.signal.fft3d(tf.complex(model, 0.0)) - target_ft
-        return tf.reduce_sum(sphere * tf.abs(diff) ** 2) / target_power
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            loss = residual()
-        adam.apply(tape.gradient(loss, variables))
-        return loss
-
-    start = float(residual())
-    for _ in range(steps):
-        step()
-    end = float(residual())
-    fitted = GMM(centre_vox.numpy().astype(float) * apix, amp_rel.numpy().astype(float) * amp_scale,
-                 np.exp(np.clip(log_width.numpy(), low_log, high_log)).astype(float))
+    scalar = lambda x: tf.constant(x, tf.float32)  # noqa: E731
+    fit = _Fit(sphere, target_ft, tf.reduce_sum(sphere * tf.abs(target_ft) ** 2), scalar(apix),
+               scalar(amp_scale), scalar(low_log), scalar(high_log),
+               scalar(1.0 if fit_centres else 0.0), scalar(learning_rate))
+    params = (tf.constant(np.asarray(init.centres_A, np.float32) / apix),
+              tf.constant(np.log(widths0).astype(np.float32)),
+              tf.constant((np.asarray(init.amplitudes) / amp_scale).astype(np.float32)))
+    m = v = tuple(tf.zeros_like(p) for p in params)
+    start = float(_residual_graph(params, windows, fit))
+    for t in range(1, steps + 1):
+        _, params, m, v = _fit_step(params, m, v, scalar(t), windows, fit)
+    end = float(_residual_graph(params, windows, fit))
+    centre_vox, log_width, amp_rel = (p.numpy().astype(float) for p in params)
+    fitted = GMM(centre_vox * apix, amp_rel * amp_scale,
+                 np.exp(np.clip(log_width, low_log, high_log)))
     return fitted, start, end
-
-
-class _Adam:
-    """Adam (Kingma & Ba; Keras's defaults) in plain tf ops.
-
-    A Keras optimizer made per fit kept ~0.45 GB alive after every fit
-    (a patch run of 54 fits was killed for memory at 24 GB); with this one
-    the growth is ~0.18 GB per fit, from a source not yet traced.
-    """
-
-    def __init__(self, variables: list[tf.Variable], learning_rate: float,
-                 beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-7):
-        self.variables = variables
-        self.lr, self.beta1, self.beta2, self.epsilon = learning_rate, beta1, beta2, epsilon
-        self.m = [tf.Variable(tf.zeros_like(v)) for v in variables]
-        self.v = [tf.Variable(tf.zeros_like(v)) for v in variables]
-        self.t = tf.Variable(0.0)
-
-    def apply(self, grads: list[tf.Tensor]) -> None:
-        self.t.assign_add(1.0)
-        rate = self.lr * tf.sqrt(1.0 - self.beta2 ** self.t) / (1.0 - self.beta1 ** self.t)
-        for var, g, m, v in zip(self.variables, grads, self.m, self.v):
-            m.assign(self.beta1 * m + (1.0 - self.beta1) * g)
-            v.assign(self.beta2 * v + (1.0 - self.beta2) * tf.square(g))
-            var.assign_sub(rate * m / (tf.sqrt(v) + self.epsilon))
 
 
 def gmm_from_map(volume: np.ndarray, apix: float, res_A: float, *, n: int | None = None,

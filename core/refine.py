@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import InputError
-from .focus import fraction_inside, widen_outside_mask
+from .focus import OUTSIDE_MODES, fraction_inside, mask_centroid_A
 from .filters import apply_shell_weights
 from .fsc import (fsc_curve, masked_fsc_corrected, read_fsc_csv, resolution_at,
                   write_fsc_csv)
@@ -104,6 +104,10 @@ def check_options(options: RefineOptions) -> None:
             f"step_px {options.step_px}; expected > 0"),
            (options.low_cut_A <= 0, f"low_cut {options.low_cut_A}; expected > 0 A"),
            (options.score not in SCORES, f"score {options.score!r}; expected one of {SCORES}"),
+           (options.outside not in OUTSIDE_MODES,
+            f"outside {options.outside!r}; expected one of {tuple(OUTSIDE_MODES)}"),
+           (options.coarse_passes < 0,
+            f"coarse_passes {options.coarse_passes}; expected >= 0"),
            (options.align_fsc is not None and not 0 < options.align_fsc < 1,
             f"align_fsc {options.align_fsc}; expected between 0 and 1")]
     for is_bad, message in bad:
@@ -156,6 +160,9 @@ class _Refinement:
             f"{self.apix:.4g} A/px, symmetry {options.sym}")
         # Read everything that can fail before the first file is written.
         self.mask = None if options.mask is None else read_mask(options.mask, self.box, self.apix)
+        # A focused alignment turns the region about its own centre: about the box centre,
+        # a domain's turn is also a slide, which the shift prior holds back.
+        self.pivot_A = None if self.mask is None else mask_centroid_A(self.mask, self.apix)
         self.reference = None
         if options.reference is not None:
             self.reference, ref_apix = read_map(options.reference)
@@ -209,9 +216,14 @@ class _Refinement:
             info = {"n_gauss": len(gmm), "fit_residual": report.residual_end,
                     "mean_nn_A": report.mean_nn_A, "seeded_from": "map"}
         if self.mask is not None:
-            # Focus: the region keeps its detail, the rest only its coarse shape.
+            # Focus: the region keeps its detail; the rest is widened or faded (--outside).
             info["mass_in_mask"] = fraction_inside(gmm, self.mask, self.apix)
-            gmm = widen_outside_mask(gmm, self.mask, self.apix)
+            info["pivot_A"] = [round(float(v), 3) for v in self.pivot_A]
+            try:
+                gmm = OUTSIDE_MODES[opts.outside](gmm, self.mask, self.apix)
+            except ValueError as err:
+                raise InputError(f"{opts.mask}: {err} of half {half}'s map; expected a mask "
+                                 "over part of the particle") from None
         d = self.run.iteration_dir(it)
         write_gmm(gmm, d / f"gmm_half{half}.npz")
         write_pdb(gmm, d / f"gmm_half{half}.pdb", box=self.box, apix=self.apix)
@@ -235,7 +247,8 @@ class _Refinement:
             # on the last iteration's poses it let them drift (2.38 -> 2.53 deg measured).
             centre = (self.ps.rotation[index], self.ps.shift_A[index])
             r, s, a, b = refine_particles(gmm, images, res_A, opts, prior_poses=centre,
-                                          progress=progress, should_abort=self.should_abort)
+                                          pivot_A=self.pivot_A, progress=progress,
+                                          should_abort=self.should_abort)
             rate = len(index) / max(progress.finish(), 1e-9)
             rotation[index], shift[index], score0[index], score1[index] = r, s, a, b
             summary["halves"][str(half)] = {**info, "particles_per_s": rate}

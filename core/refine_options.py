@@ -28,8 +28,13 @@ class RefineOptions:
     reference    map for the first iteration's GMMs instead of the half maps
                  (low-passed to res_A; both halves use it)
     mask         soft mask (MRC, values in [0, 1]) of the region to focus on:
-                 Gaussians outside it are widened (focus.py), and the FSC
+                 Gaussians outside it are widened or faded (``outside``), the
+                 pose moves turn about its centre, and the FSC
                  within it is reported with RELION's phase-randomisation correction
+    outside      what a focused run does with Gaussians outside the mask:
+                 "widen" (width / (0.25 + 0.75 M), amplitude kept: the rest of
+                 the particle keeps its coarse shape) or "fade" (amplitude x
+                 M, width kept: the region alone is aligned)
     low_cut_A    lowest resolution used by the FRC
     batch        particles aligned at once (bounds GPU memory)
     chunk        particles read from disk at once (bounds host memory)
@@ -38,6 +43,10 @@ class RefineOptions:
     step_deg, step_px  largest move of one step (rotation, degrees; shift,
                  pixels of the original images); None: 2 deg / 1 px for
                  Gauss-Newton, 0.5 deg / 0.25 px for Adam
+    coarse_passes  alignment passes over coarser rings before the target's
+                 (each at twice the next one's resolution, none coarser than
+                 half of low_cut_A), so a pose far off comes within reach of
+                 the fine rings; "cc" only
     prior_deg, prior_px  rms error expected of the input poses (rotation,
                  degrees; shift, pixels): a Gaussian prior around each
                  particle's pose for "cc"; None: no prior
@@ -67,6 +76,7 @@ class RefineOptions:
     model: str | None = None
     reference: str | None = None
     mask: str | None = None
+    outside: str = "widen"
     low_cut_A: float = 25.0
     batch: int = 16
     chunk: int = 20000
@@ -74,6 +84,7 @@ class RefineOptions:
     step_deg: float | None = None
     step_px: float | None = None
     score: str = "cc"
+    coarse_passes: int = 0
     prior_deg: float | None = 3.0
     prior_px: float | None = 1.0
     align_fsc: float | None = None

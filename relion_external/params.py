@@ -58,6 +58,8 @@ PARAMETERS: dict[str, Parameter] = {
                          "Gaussians per GMM; auto: spacing suited to the resolution", optional=True),
     "model": Parameter("model", str,
                        "PDB file seeding the GMMs (one Gaussian per non-H atom)", optional=True),
+    "outside": Parameter("outside", str, "Gaussians outside the mask: widen (coarse shape "
+                         "kept, default) or fade (amplitude x mask value: the region alone)"),
     "low_cut": Parameter("low_cut_A", float, "lowest resolution the FRC uses, A"),
     "batch": Parameter("batch", int, "particles aligned at once (bounds memory)"),
     "chunk": Parameter("chunk", int, "particles read from disk at once (bounds memory)"),
@@ -67,6 +69,8 @@ PARAMETERS: dict[str, Parameter] = {
                           "0.5 (frc)", optional=True),
     "step_px": Parameter("step_px", float, "largest shift step, pixels; auto: 1 (cc), 0.25 (frc)",
                          optional=True),
+    "coarse_passes": Parameter("coarse_passes", int, "alignment passes over coarser rings "
+                               "before the target's, for poses far off"),
     "score": Parameter("score", str,
                        "cc: CTF-weighted correlation over all rings (default); frc: the "
                        "paper's ring-normalised FRC"),

@@ -115,3 +115,27 @@ def test_pose_bounds_scale_with_noise_and_grow_with_fewer_atoms():
     assert s2[0] == pytest.approx(2 * s1[0], rel=1e-6)
     r_few, s_few = pose_bounds(coords[:30], amp[:30], sigma[:30], rot, shift, ctf, box, apix, 1.0)
     assert r_few[0] > r1[0] and s_few[0] > s1[0]
+
+
+@pytest.mark.parametrize("res_A", [4.0, 8.0, 16.0])
+def test_band_limited_shift_information_is_the_share_of_the_analytic_spectrum_inside_the_disc(
+        res_A):
+    # A pixel-integrated Gaussian of sd s has |transform|^2 ~ exp(-4 pi^2 s^2 k^2)
+    # sinc^2(k_x) sinc^2(k_y), and its shift information per axis sums
+    # (2 pi k_x)^2 |transform|^2 over the Fourier pixels:
+    # band-limited, the same sum over the pixels inside |k| <= 1/res. Keeping every
+    # pixel leaves the information as it is.
+    s, apix, box = 2.5, 1.0, 64
+    args = (np.zeros((1, 3)), np.array([5.0]), np.array([s]), np.eye(3), np.zeros(2), None,
+            box, apix, 0.3)
+    whole = pose_fisher(*args)
+    np.testing.assert_allclose(pose_fisher(*args, lowpass_A=apix), whole, rtol=1e-9,
+                               atol=1e-12 * whole.max())
+    k = np.fft.fftfreq(box, d=apix)
+    kx, ky = np.meshgrid(k, k, indexing="xy")
+    density = (kx ** 2 * np.exp(-4 * np.pi ** 2 * s ** 2 * (kx ** 2 + ky ** 2))
+               * np.sinc(kx * apix) ** 2 * np.sinc(ky * apix) ** 2)
+    share = density[kx ** 2 + ky ** 2 <= res_A ** -2].sum() / density.sum()
+    limited = pose_fisher(*args, lowpass_A=res_A)
+    assert limited[3, 3] / whole[3, 3] == pytest.approx(share, rel=1e-3)
+    assert limited[4, 4] / whole[4, 4] == pytest.approx(share, rel=1e-3)

@@ -11,7 +11,8 @@ import pytest
 from gmmrefine import refine as refine_module
 from gmmrefine.errors import InputError
 from gmmrefine.fsc import fsc_curve, resolution_at
-from gmmrefine.focus import mask_values_at, widen_outside_mask, width_factor
+from gmmrefine.focus import (fade_outside_mask, mask_values_at, widen_outside_mask,
+                             width_factor)
 from gmmrefine.gmm import GMM
 from gmmrefine.gmm_io import read_gmm
 from gmmrefine.io.mrc import read_map, write_map
@@ -39,6 +40,20 @@ def test_widths_outside_the_mask_follow_s_over_quarter_plus_three_quarters_m():
     between = np.array([[1.5, 0, 0]]) * apix
     np.testing.assert_allclose(mask_values_at(mask, between, apix), [0.5])
     assert width_factor(np.array([0.0]))[0] == pytest.approx(4.0)
+
+
+def test_fading_scales_amplitudes_by_the_mask_and_drops_what_lies_outside():
+    box, apix = 16, 2.0
+    mask = np.zeros((box, box, box), np.float32)
+    mask[8, 8, 10], mask[8, 8, 4] = 1.0, 0.5
+    centres = np.array([[2, 0, 0], [-4, 0, 0], [0, 6, 0]], float) * apix
+    gmm = GMM(centres, [1.0, 2.0, 3.0], [1.5, 1.5, 2.0])
+    out = fade_outside_mask(gmm, mask, apix)
+    np.testing.assert_allclose(out.amplitudes, [1.0, 1.0])
+    np.testing.assert_array_equal(out.widths_A, [1.5, 1.5])
+    np.testing.assert_array_equal(out.centres_A, centres[:2])
+    with pytest.raises(ValueError, match="inside the mask"):
+        fade_outside_mask(gmm, np.zeros_like(mask), apix)
 
 
 def test_a_constant_map_stays_constant_through_the_composite():
@@ -130,6 +145,12 @@ def test_focused_run_widens_the_gmm_outside_the_mask_and_reports_the_fsc_within_
     record = json.loads((tmp_path / "focus" / "run.json").read_text())
     assert record["masked_resolution_A"] > 0 and record["start_masked_resolution_A"] > 0
     assert 0 < record["iterations"][1]["halves"]["1"]["mass_in_mask"] < 1
+    refine_module.run_refinement(star, tmp_path / "fade",
+                                 RefineOptions(iterations=1, steps=1, res_A=8.0, outside="fade",
+                                               mask=str(tmp_path / "mask.mrc")),
+                                 log=lambda s: None)
+    fade = read_gmm(tmp_path / "fade" / "iter_001" / "gmm_half1.npz")
+    np.testing.assert_allclose(fade.amplitudes, (plain.amplitudes * m)[m > 0], rtol=1e-6)
 
 
 def test_patch_run_writes_every_patch_and_a_composite_of_each_halfs_own_maps(small_set, tmp_path):

@@ -12,15 +12,21 @@ from gmmrefine import refine as refine_module
 from gmmrefine.align import AlignSettings, align_batch
 from gmmrefine.cli.main import cli
 from gmmrefine.errors import InputError
+from gmmrefine.focus import mask_centroid_A
 from gmmrefine.fourier import fft2c, fourier_crop_2d
 from gmmrefine.gauss_newton import (GaussNewtonSettings, gauss_newton_batch,
                                     make_spectrum_and_jacobian)
 from gmmrefine.frc import gather_rings, ring_pixels_for_resolution
 from gmmrefine.geometry import angle_between_deg, perturb_rotations, random_rotations
 from gmmrefine.gmm import GMM, projected_gmm_image
+from gmmrefine.gmm_fit import gmm_from_map
+from gmmrefine.images import ParticleImages
+from gmmrefine.io.mrc import read_map
 from gmmrefine.io.particles_io import read_particles
+from gmmrefine.io.stack import StackReader
 from gmmrefine.project import apply_pose_moves, make_pose_objective
 from gmmrefine.refine_options import Aborted, RefineOptions
+from gmmrefine.refine_particles import origin_about_pivot, refine_particles
 from gmmrefine.simulate.dataset import simulate_dataset
 
 
@@ -78,6 +84,47 @@ def test_prior_centre_away_from_the_start_pulls_the_poses_to_it():
     rotation, shift = apply_pose_moves(start, start_origin, result.dtheta_deg, result.dshift_px, apix)
     assert angle_between_deg(rotation, truth).max() < 0.05
     assert np.abs(shift - origin).max() < 0.02
+
+
+def test_a_pivot_lets_a_turn_about_the_region_through_a_tight_shift_prior():
+    # A region 12 A off the box centre turns 3 deg about its own centre: about the
+    # box centre that is also a slide, which a tight shift prior forbids; about
+    # the pivot it is a pure turn, and the prior (on the pivot's image) allows it.
+    rng = np.random.default_rng(5)
+    pivot = np.array([10.0, -4.0, 5.0])
+    blobs = _blobs(rng, 200)
+    gmm = GMM(blobs.centres_A + pivot, blobs.amplitudes, blobs.widths_A)
+    box, apix, n = 64, 1.0, 6
+    start, start_origin = random_rotations(n, rng), rng.normal(scale=1.0, size=(n, 2))
+    turn = perturb_rotations(np.repeat(np.eye(3)[None], n, axis=0), 3.0, rng)
+    truth = turn @ start
+    origin = start_origin + np.einsum("nij,j->ni", truth - start, pivot)[:, :2]
+    pixels = ring_pixels_for_resolution(box, apix, 3.0, 25.0)
+    data = gather_rings(_spectra(gmm, truth, origin, box, apix), pixels)
+    settings, prior = GaussNewtonSettings(iterations=5), np.array([5.0] * 3 + [0.01] * 2)
+
+    def refine(p):
+        moved = GMM(gmm.centres_A - p, gmm.amplitudes, gmm.widths_A)
+        o = origin_about_pivot(start, start_origin, p)
+        result = gauss_newton_batch(make_spectrum_and_jacobian(moved, pixels, apix), start, o,
+                                    data, apix, settings, prior_sd=prior,
+                                    prior_rotation=start, prior_origin_A=o)
+        r, s = apply_pose_moves(start, o, result.dtheta_deg, result.dshift_px, apix)
+        return r, origin_about_pivot(r, s, -p)
+
+    about_centre, _ = refine(np.zeros(3))
+    about_pivot, shift = refine(pivot)
+    assert angle_between_deg(about_pivot, truth).max() < 0.1
+    assert np.median(angle_between_deg(about_centre, truth)) > 0.3
+    assert np.abs(shift - origin).max() < 0.05
+
+
+def test_the_mask_centroid_is_its_weighted_centre_in_angstrom():
+    mask = np.zeros((16, 16, 16))
+    mask[3, 10, 12] = 1.0      # z, y, x voxel: x = 4, y = 2, z = -5 from voxel 8
+    mask[3, 10, 4] = 3.0       # x = -4
+    np.testing.assert_allclose(mask_centroid_A(mask, 1.5), np.array([-2.0, 2.0, -5.0]) * 1.5)
+    assert not np.any(mask_centroid_A(np.zeros((8, 8, 8)), 1.0))
 
 
 def test_wiener_weighting_is_the_least_squares_estimate_of_the_truth():
@@ -207,6 +254,26 @@ def test_halves_never_meet_the_other_halfs_gmm_and_resume_skips_finished_work(
     with pytest.raises(InputError, match="steps"):
         refine_module.run_refinement(small_set / "particles.star", out,
                                      RefineOptions(iterations=2, steps=3), log=lambda s: None)
+
+
+def test_coarse_passes_bring_back_poses_beyond_the_fine_rings_reach(small_set):
+    # Start ~10 deg off (median) against the truth's own GMM: fine rings alone
+    # leave many particles outside their basin; two coarse passes first bring
+    # them in, and the start pose stays a candidate, so none ends worse.
+    truth = read_particles(small_set / "truth.star")
+    volume, apix = read_map(small_set / "truth_map.mrc")
+    gmm, _ = gmm_from_map(volume, apix, 6.0)
+    start = perturb_rotations(truth.rotation, 12.0, np.random.default_rng(1))
+    errors = {}
+    with StackReader(small_set) as reader:
+        images = ParticleImages(truth.with_poses(start, truth.shift_A), reader)
+        for passes in (0, 2):
+            options = RefineOptions(prior_deg=None, prior_px=None, coarse_passes=passes)
+            rotation, _, before, after = refine_particles(gmm, images, 5.0, options)
+            assert np.all(after >= before - 1e-6)
+            errors[passes] = np.median(angle_between_deg(rotation, truth.rotation))
+    assert np.median(angle_between_deg(start, truth.rotation)) > 8.0
+    assert errors[2] < 2.5 and errors[0] > 1.5 * errors[2]
 
 
 def test_abort_stops_between_batches_and_keeps_finished_iterations(small_set, tmp_path):

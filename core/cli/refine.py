@@ -22,8 +22,13 @@ from ..refine_options import RefineOptions
 @click.option("--reference", type=click.Path(dir_okay=False), default=None,
               help="Map for the first iteration's GMMs instead of the half maps.")
 @click.option("--mask", type=click.Path(dir_okay=False), default=None,
-              help="Soft mask of a region: focused refinement (Gaussians outside it widened), "
+              help="Soft mask of a region: focused refinement (Gaussians outside it widened or "
+                   "faded, --outside), "
                    "FSC within it reported too; with --patches, where patches go.")
+@click.option("--outside", type=click.Choice(["widen", "fade"]), default="widen",
+              show_default=True,
+              help="Gaussians outside --mask: widen (coarse shape kept) or fade (amplitude x "
+                   "mask value: the region aligned alone).")
 @click.option("--sym", default="C1", show_default=True,
               help="Point group (RELION's names: Cn, Dn, T, O, I); focused and patch runs "
                    "expand to C1 and re-impose it.")
@@ -50,6 +55,9 @@ from ..refine_options import RefineOptions
               help="Largest rotation step, degrees [default: 2 (cc), 0.5 (frc)].")
 @click.option("--step-px", type=float, default=None,
               help="Largest shift step, pixels [default: 1 (cc), 0.25 (frc)].")
+@click.option("--coarse-passes", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Alignment passes over coarser rings before the target's, for poses far "
+                   "off.")
 @click.option("--batch", default=16, show_default=True, help="Particles aligned at once (GPU memory).")
 @click.option("--chunk", default=20000, show_default=True, help="Particles read at once (host memory).")
 @click.option("--root", type=click.Path(file_okay=False), default=None,

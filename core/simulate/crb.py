@@ -61,11 +61,13 @@ def finite_difference_fisher(image_of: Callable[[np.ndarray], np.ndarray], param
 def pose_fisher(coords_A: np.ndarray, amplitude: np.ndarray, sigma_A: np.ndarray,
                 rotation: np.ndarray, shift_A: np.ndarray, ctf: np.ndarray | None, box: int,
                 apix: float, noise_sd: float, angle_step_deg: float = 0.01,
-                shift_step_px: float = 0.01) -> np.ndarray:
+                shift_step_px: float = 0.01, lowpass_A: float | None = None) -> np.ndarray:
     """(5, 5) Fisher matrix of one particle's pose (parameters as in the module docstring).
 
     ``ctf`` is the particle's CTF on the centred grid (B, B), or None for an
-    image without CTF.
+    image without CTF. ``lowpass_A``: count only the Fourier pixels inside
+    that resolution (white noise keeps the pixels independent), the
+    information an alignment whose rings stop there can use.
     """
     rotation = np.asarray(rotation, float).reshape(3, 3)
     shift_A = np.asarray(shift_A, float).reshape(2)
@@ -74,10 +76,20 @@ def pose_fisher(coords_A: np.ndarray, amplitude: np.ndarray, sigma_A: np.ndarray
         rot = Rotation.from_rotvec(np.radians(theta[:, :3])).as_matrix() @ rotation
         shifts = shift_A + theta[:, 3:] * apix
         images = project_atoms(coords_A, amplitude, sigma_A, rot, shifts, box, apix)
-        return images if ctf is None else apply_ctf(images, ctf)
+        images = images if ctf is None else apply_ctf(images, ctf)
+        return images if lowpass_A is None else _band_limited(images, apix, lowpass_A)
 
     steps = np.array([angle_step_deg] * 3 + [shift_step_px] * 2)
     return finite_difference_fisher(image_of, np.zeros(N_POSE_PARAMS), steps, noise_sd)
+
+
+def _band_limited(images: np.ndarray, apix: float, res_A: float) -> np.ndarray:
+    """The images' orthonormal 2D spectra inside radius 1/res_A (Parseval keeps J^T J)."""
+    spectra = np.fft.fft2(images, norm="ortho")
+    k = np.fft.fftfreq(images.shape[-1], d=apix)
+    inside = (k[:, None] ** 2 + k[None, :] ** 2) <= 1.0 / res_A ** 2
+    kept = spectra[..., inside]
+    return np.concatenate([kept.real, kept.imag], axis=-1)
 
 
 def bounds_from_fisher(fisher: np.ndarray) -> tuple[float, float]:
@@ -88,11 +100,13 @@ def bounds_from_fisher(fisher: np.ndarray) -> tuple[float, float]:
 
 def pose_bounds(coords_A: np.ndarray, amplitude: np.ndarray, sigma_A: np.ndarray,
                 rotation: np.ndarray, shift_A: np.ndarray, ctf: np.ndarray | None, box: int,
-                apix: float, noise_sd: float) -> tuple[np.ndarray, np.ndarray]:
+                apix: float, noise_sd: float, lowpass_A: float | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Per-particle Cramer-Rao bounds for a stack of poses.
 
     rotation (n, 3, 3), shift_A (n, 2), ctf (n, B, B) or None. Returns the
-    rotation bounds (deg) and shift bounds (px), each (n,).
+    rotation bounds (deg) and shift bounds (px), each (n,). ``lowpass_A`` as
+    in :func:`pose_fisher`.
     """
     rotation = np.asarray(rotation, float).reshape(-1, 3, 3)
     shift_A = np.asarray(shift_A, float).reshape(-1, 2)
@@ -100,7 +114,8 @@ def pose_bounds(coords_A: np.ndarray, amplitude: np.ndarray, sigma_A: np.ndarray
     shift_px = np.empty(len(rotation))
     for i in range(len(rotation)):
         fisher = pose_fisher(coords_A, amplitude, sigma_A, rotation[i], shift_A[i],
-                             None if ctf is None else ctf[i], box, apix, noise_sd)
+                             None if ctf is None else ctf[i], box, apix, noise_sd,
+                             lowpass_A=lowpass_A)
         rot_deg[i], shift_px[i] = bounds_from_fisher(fisher)
     return rot_deg, shift_px
 
