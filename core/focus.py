@@ -67,13 +67,10 @@ def mask_centroid_A(mask: np.ndarray, apix: float) -> np.ndarray:
     """Mask-weighted centre (x, y, z) in Angstrom from voxel B // 2: the pivot of a focused
     alignment, so that turning the region does not also move it across the image."""
     weight = np.clip(np.asarray(mask, np.float64), 0.0, None)
-    total = weight.sum()
-    if total <= 0:
+    if weight.sum() <= 0:
         return np.zeros(3)
-    box = mask.shape[0]
-    zyx = [np.sum(weight.sum(axis=tuple(a for a in range(3) if a != axis))
-                  * (np.arange(box) - box // 2)) / total for axis in range(3)]
-    return np.array(zyx[::-1]) * apix
+    zyx = np.array(ndimage.center_of_mass(weight)) - mask.shape[0] // 2
+    return zyx[::-1] * apix
 
 
 def fraction_inside(gmm: GMM, mask: np.ndarray, apix: float, level: float = 0.5) -> float:
