@@ -31,8 +31,7 @@ class SimulatedSet:
         import json
 
         import numpy as np
-
-        from gmmrefine.io.particles_io import read_particles
+        from gmmrefine.io.particles import read_particles
         from gmmrefine.simulate.pdb import read_pdb
         from gmmrefine.simulate.render import atom_amplitude, atom_sigma_A
 

@@ -20,12 +20,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
+from _steps import (
+    SimulatedSet,  # bench/ is the script's own directory, first on sys.path
+)
 from gmmrefine.io.atomic import write_text_atomic
 from gmmrefine.simulate.crb import pose_bounds
 from gmmrefine.simulate.model import conformation_coords
-
-from _steps import SimulatedSet  # bench/ is the script's own directory, first on sys.path
 
 HERE = Path(__file__).resolve().parent
 

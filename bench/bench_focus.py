@@ -34,12 +34,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from gmmrefine.fsc import fsc_curve, masked_fsc_corrected, resolution_at
+from _steps import (  # bench/ is the script's own directory, first on sys.path
+    SimulatedSet,
+    run_step,
+)
 from gmmrefine.io.atomic import write_text_atomic
 from gmmrefine.io.mrc import read_map
-
-from _steps import SimulatedSet, run_step  # bench/ is the script's own directory, first on sys.path
+from gmmrefine.reconstruct.fsc import fsc_curve, masked_fsc_corrected, resolution_at
 
 HERE = Path(__file__).resolve().parent
 GMMREFINE = str(Path(sys.executable).parent / "gmmrefine")
@@ -55,10 +56,9 @@ def write_domain_ideal_poses(sim: Path, out: Path) -> None:
     (R the hinge turn, p the hinge point); its image is then the projection of the
     mean map at rotation A R and origin o - (A (p - R p))_xy.
     """
-    from scipy.spatial.transform import Rotation
-
-    from gmmrefine.io.particles_io import read_particles, write_particles
+    from gmmrefine.io.particles import read_particles, write_particles
     from gmmrefine.simulate.pdb import read_pdb
+    from scipy.spatial.transform import Rotation
 
     truth = read_particles(sim / "truth.star")
     model = read_pdb(sim / "model.pdb")
@@ -78,7 +78,7 @@ def errors_by_hinge(sim: Path, ideal_star: Path, stars: dict[str, Path], bins: i
     turn was followed.
     """
     from bench_refine import read_poses
-    from gmmrefine.geometry import angle_between_deg
+    from gmmrefine.data.rotations import angle_between_deg
 
     ideal, truth = read_poses(ideal_star), read_poses(sim / "truth.star")
     names = list(ideal)
@@ -103,7 +103,7 @@ def domain_bounds(sim: Path, sample: int = 50) -> dict:
     its CTF and the set's noise; the core is taken as known, so it adds
     nothing to (and takes nothing from) the domain's information.
     """
-    from gmmrefine.io.particles_io import read_particles
+    from gmmrefine.io.particles import read_particles
     from gmmrefine.simulate.crb import pose_bounds
     from gmmrefine.simulate.model import DOMAIN, conformation_coords
 
@@ -135,11 +135,11 @@ def resolution_at_bound_errors(sim: Path, ideal_star: Path, bound_deg: float, tr
     The rotations turn about the domain mask's centre, so they add no slide of the
     domain (the shift errors a real estimate also has are left out: optimistic).
     """
-    from gmmrefine.focus import mask_centroid_A
-    from gmmrefine.geometry import angle_between_deg, perturb_rotations
-    from gmmrefine.io.particles_io import read_particles
+    from gmmrefine.data.rotations import angle_between_deg, perturb_rotations
+    from gmmrefine.gmm.focus import mask_centroid_A
+    from gmmrefine.io.particles import read_particles
     from gmmrefine.io.stack import StackReader
-    from gmmrefine.reconstruct import reconstruct_halves
+    from gmmrefine.reconstruct.backproject import reconstruct_halves
 
     ideal = read_particles(ideal_star)
     centre = mask_centroid_A(domain, apix)

@@ -30,13 +30,13 @@ import tensorflow as tf
 from scipy.spatial.transform import Rotation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_formulation import Adam, ReferenceFormulation  # noqa: E402
-
-from gmmrefine import geometry, project  # noqa: E402
-from gmmrefine.fourier import fft2c  # noqa: E402
-from gmmrefine.frc import gather_rings, ring_pixels  # noqa: E402
-from gmmrefine.gmm import GMM  # noqa: E402
+from gmmrefine.align import kernel as project  # noqa: E402
+from gmmrefine.align.rings import gather_rings, ring_pixels  # noqa: E402
+from gmmrefine.data import rotations as geometry
+from gmmrefine.fourier.grids import fft2c  # noqa: E402
+from gmmrefine.gmm.model import GMM  # noqa: E402
 from gmmrefine.io.atomic import write_text_atomic  # noqa: E402
+from reference_formulation import Adam, ReferenceFormulation  # noqa: E402
 
 N_GAUSS, BATCH, APIX, LOW_CUT_A = 7000, 16, 1.0, 25.0
 
@@ -251,7 +251,7 @@ def main() -> None:
     rates = kernel_rates(problem, repeats, with_direct=True)
     result["box128_radius64"] = rates
     print(f"plain float32 matmul, same run: {rates['matmul_gflops']:.1f} GFLOP/s")
-    print(f"box 128, radius 64, value + pose gradient, particles/s: "
+    print("box 128, radius 64, value + pose gradient, particles/s: "
           + ", ".join(f"{k} {v:.2f}" for k, v in rates["particles_per_s"].items()))
     print(f"  per evaluation: {rates['speedup_per_evaluation']:.2f}x the reference's best; "
           f"matmul-rate fraction: gmmrefine {rates['fraction_of_matmul_rate']['gmmrefine']:.2f}, "

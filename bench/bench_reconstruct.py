@@ -19,13 +19,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from gmmrefine.fsc import fsc_curve, resolution_at
-from gmmrefine.geometry import matrix_to_euler, random_rotations
+from gmmrefine.data.rotations import matrix_to_euler, random_rotations
 from gmmrefine.io.mrc import read_map, write_map
-from gmmrefine.io.particles_io import read_particles
+from gmmrefine.io.particles import read_particles
 from gmmrefine.io.stack import StackReader
-from gmmrefine.reconstruct import reconstruct_halves
+from gmmrefine.reconstruct.backproject import reconstruct_halves
+from gmmrefine.reconstruct.fsc import fsc_curve, resolution_at
 
 HERE = Path(__file__).resolve().parent
 APIX = 1.5

@@ -39,12 +39,11 @@ from pathlib import Path
 
 import numpy as np
 import starfile
-
-from gmmrefine.filters import lowpass
-from gmmrefine.fsc import fsc_curve, resolution_at
-from gmmrefine.geometry import angle_between_deg, euler_to_matrix
+from gmmrefine.data.rotations import angle_between_deg, euler_to_matrix
+from gmmrefine.fourier.filters import lowpass
 from gmmrefine.io.atomic import write_text_atomic
 from gmmrefine.io.mrc import read_map, write_map
+from gmmrefine.reconstruct.fsc import fsc_curve, resolution_at
 
 HERE = Path(__file__).resolve().parent
 GMMREFINE = str(Path(sys.executable).parent / "gmmrefine")

@@ -28,17 +28,16 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-
-from gmmrefine.geometry import matrix_to_euler, random_rotations
-from gmmrefine.gmm import GMM
-from gmmrefine.images import ParticleImages
+from gmmrefine.align.refine_particles import _aligner, alignment_grid, refine_particles
+from gmmrefine.align.rings import gather_rings, ring_pixels_for_resolution
+from gmmrefine.data.images import ParticleImages
+from gmmrefine.data.rotations import matrix_to_euler, random_rotations
+from gmmrefine.gmm.model import GMM
 from gmmrefine.io.atomic import write_text_atomic
 from gmmrefine.io.mrc import write_stack
-from gmmrefine.io.particles_io import read_particles
+from gmmrefine.io.particles import read_particles
 from gmmrefine.io.stack import StackReader
-from gmmrefine.refine_options import RefineOptions
-from gmmrefine.refine_particles import _aligner, alignment_grid, refine_particles
-from gmmrefine.frc import gather_rings, ring_pixels_for_resolution
+from gmmrefine.pipeline.options import RefineOptions
 
 HERE = Path(__file__).resolve().parent
 N_GAUSS, APIX = 7000, 1.3
@@ -81,10 +80,10 @@ def rate_refine_particles(gmm: GMM, star: Path, res_A: float, options: RefineOpt
     ps = read_particles(star, root=star.parent)
     with StackReader(ps.root, source=star) as reader:
         warm = ParticleImages(ps.subset(np.arange(options.batch)), reader)
-        refine_particles(gmm, warm, res_A, options)     # traces and compiles the objective
+        refine_particles(gmm, warm, res_A, options.alignment())     # traces and compiles the objective
         images = ParticleImages(ps, reader)
         t0 = time.perf_counter()
-        refine_particles(gmm, images, res_A, options)
+        refine_particles(gmm, images, res_A, options.alignment())
         return len(ps) / (time.perf_counter() - t0)
 
 
@@ -95,7 +94,7 @@ def rate_align_kernel(gmm: GMM, box: int, res_A: float, options: RefineOptions, 
     pixels = ring_pixels_for_resolution(crop, crop_apix, max(res_A, 2 * crop_apix),
                                         options.low_cut_A)
     # The same optimiser and settings refine_particles picks for these options.
-    align = _aligner(gmm, pixels, crop_apix, options, shift_scale=1.0)
+    align = _aligner(gmm, pixels, crop_apix, options.alignment(), shift_scale=1.0)
     spectra = rng.normal(size=(n, crop, crop)) + 1j * rng.normal(size=(n, crop, crop))
     data = gather_rings(spectra, pixels)
     # The CTF's values do not change the work; "frc" takes none.

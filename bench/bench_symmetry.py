@@ -21,14 +21,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from gmmrefine.fsc import fsc_curve
-from gmmrefine.geometry import angle_between_deg
+from _steps import run_step  # bench/ is the script's own directory, first on sys.path
+from gmmrefine.data.rotations import angle_between_deg
 from gmmrefine.io.atomic import write_text_atomic
 from gmmrefine.io.mrc import read_map
-from gmmrefine.io.particles_io import read_particles
-
-from _steps import run_step  # bench/ is the script's own directory, first on sys.path
+from gmmrefine.io.particles import read_particles
+from gmmrefine.reconstruct.fsc import fsc_curve
 
 HERE = Path(__file__).resolve().parent
 GMMREFINE = str(Path(sys.executable).parent / "gmmrefine")
@@ -37,7 +35,7 @@ GMMREFINE = str(Path(sys.executable).parent / "gmmrefine")
 
 def median_error_deg(star: Path, truth: Path, sym: str) -> float:
     """Median angle to the truth, up to the symmetry (the nearest symmetry mate counts)."""
-    from gmmrefine.symmetry import symmetry_operators
+    from gmmrefine.data.symmetry_groups import symmetry_operators
 
     refined, true = read_particles(star), read_particles(truth)
     mates = [angle_between_deg(refined.rotation, true.rotation @ r)

@@ -9,3 +9,7 @@ class InputError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
+
+
+class Aborted(Exception):
+    """The run was asked to stop (e.g. RELION's abort button); finished work is kept."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.atomic import atomic_path
-from ..refine_options import RefineOptions, RefineResult
+from ..pipeline.options import RefineOptions, RefineResult
 from .compat import log_progress, project_dir
 
 INPUT_NAME = "particles"
@@ -126,7 +126,7 @@ def save_dataset(dataset: Any, path: Path) -> None:
 
 def _refine(job: Any, input_cs: Path, out_dir: Path, options: RefineOptions,
             log: Callable[[str], None]) -> RefineResult:
-    from ..refine import run_refinement
+    from ..pipeline.refinement import run_refinement
 
     def both(line: str) -> None:
         log(line)

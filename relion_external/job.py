@@ -17,8 +17,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from ..errors import InputError
-from ..refine_options import Aborted, RefineResult
+from ..errors import Aborted, InputError
+from ..pipeline.options import RefineResult
 from . import pipeline_files as pf
 from .params import PROGRAM, JobCommand, job_dir_of, parse_command, split_arguments
 
@@ -114,7 +114,9 @@ def output_nodes(result: RefineResult, job_dir: Path) -> list[pf.OutputNode]:
 
 
 def _refine(command: JobCommand) -> RefineResult:
-    from ..refine import run_refinement  # after set_threads: it imports TensorFlow
+    from ..pipeline.refinement import (
+        run_refinement,  # after set_threads: it imports TensorFlow
+    )
 
     _say(f"{PROGRAM}: refining {command.particles} into {command.job_dir} "
          f"with {command.threads} thread(s)")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..refine_options import RefineOptions
+from ..pipeline.options import RefineOptions
 
 PROGRAM = "gmmrefine-relion"
 

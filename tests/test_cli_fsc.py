@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-
-from gmmrefine import fsc, masks
 from gmmrefine.cli.main import cli
-from gmmrefine.fourier import fftnc, ifftnc, radius_grid
+from gmmrefine.fourier import masks
+from gmmrefine.fourier.grids import fftnc, ifftnc, radius_grid
 from gmmrefine.io.mrc import write_map
+from gmmrefine.reconstruct import fsc
 
 BOX, APIX = 32, 2.0
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from gmmrefine.cli.main import cli
+from gmmrefine.data.rotations import angle_between_deg, euler_to_matrix
 from gmmrefine.errors import InputError
-from gmmrefine.geometry import angle_between_deg, euler_to_matrix
 from gmmrefine.io import star as star_io
-from gmmrefine.io.particles_io import read_particles, require_poses
+from gmmrefine.io.particles import read_particles, require_poses
 from helpers_formats import REALCS
 
 pytestmark = pytest.mark.skipif(not REALCS.is_dir(), reason="../shared/realcs is absent")

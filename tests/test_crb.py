@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gmmrefine.data.rotations import euler_to_matrix
+from gmmrefine.simulate.crb import (
+    bounds_from_fisher,
+    finite_difference_fisher,
+    pose_bounds,
+    pose_fisher,
+)
+from gmmrefine.simulate.render import ctf_grid
 from scipy.optimize import least_squares
 from scipy.special import erf
-
-from gmmrefine.geometry import euler_to_matrix
-from gmmrefine.simulate.crb import (bounds_from_fisher, finite_difference_fisher, pose_bounds,
-                                    pose_fisher)
-from gmmrefine.simulate.render import ctf_grid
 
 
 def _blob(box: int, amp: float, s: float):

@@ -12,12 +12,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from cryosparc.dataset import Dataset
-
 from gmmrefine.errors import InputError
+from gmmrefine.pipeline.options import RefineOptions
 from gmmrefine.plugin import compat
-from gmmrefine.plugin.cryosparc_job import (VOLUME_SLOTS, check_blob_paths, check_particle_fields,
-                                            refined_rows, run_cryosparc_job)
-from gmmrefine.refine_options import RefineOptions
+from gmmrefine.plugin.cryosparc_job import (
+    VOLUME_SLOTS,
+    check_blob_paths,
+    check_particle_fields,
+    refined_rows,
+    run_cryosparc_job,
+)
 from gmmrefine.simulate.dataset import simulate_dataset
 
 # Fields the server allocates for our outputs (a subset of CryoSPARC's slot fields).
@@ -236,7 +240,7 @@ def test_compat_handles_4x_project_dir_and_log():
 
 
 def test_cli_translates_options_and_connection(monkeypatch):
-    from gmmrefine.cli import cryosparc as command
+    from gmmrefine.plugin import cli as command
     from gmmrefine.plugin import cryosparc_job
 
     seen = {}

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
-
-from gmmrefine.geometry import angle_between_deg
+from gmmrefine.data.rotations import angle_between_deg
 from gmmrefine.io import star as star_io
-from gmmrefine.io.particles_io import read_particles, write_particles
+from gmmrefine.io.particles import read_particles, write_particles
 from helpers_formats import make_cs, save_cs_file, write_star31
+from scipy.spatial.transform import Rotation
 
 CANONICAL = {"uid", "blob/path", "blob/idx", "blob/shape", "blob/psize_A", "ctf/exp_group_id",
              "ctf/accel_kv", "ctf/cs_mm", "ctf/amp_contrast", "ctf/df1_A", "ctf/df2_A",

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
-from gmmrefine import ctf
-from gmmrefine.fourier import freq_grid_2d
+from gmmrefine.data import ctf
+from gmmrefine.fourier.grids import freq_grid_2d
 
 
 def textbook_ctf(k, defocus_A, voltage_kv, cs_mm, q0, phase_rad=0.0):

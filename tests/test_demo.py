@@ -3,7 +3,6 @@
 import re
 
 from click.testing import CliRunner
-
 from gmmrefine.cli.main import cli
 
 

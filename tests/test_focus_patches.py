@@ -7,19 +7,22 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
-from gmmrefine import refine as refine_module
 from gmmrefine.errors import InputError
-from gmmrefine.fsc import fsc_curve, resolution_at
-from gmmrefine.focus import (fade_outside_mask, mask_values_at, widen_outside_mask,
-                             width_factor)
-from gmmrefine.gmm import GMM
-from gmmrefine.gmm_io import read_gmm
+from gmmrefine.fourier.masks import soft_sphere
+from gmmrefine.gmm.focus import (
+    fade_outside_mask,
+    mask_values_at,
+    widen_outside_mask,
+    width_factor,
+)
+from gmmrefine.gmm.model import GMM
+from gmmrefine.gmm.patches import composite_map, patch_mask, patches_from_centres
+from gmmrefine.io.gmm_files import read_gmm
 from gmmrefine.io.mrc import read_map, write_map
-from gmmrefine.io.particles_io import read_particles
-from gmmrefine.masks import soft_sphere
-from gmmrefine.patches import composite_map, patch_mask, patches_from_centres
-from gmmrefine.refine_options import RefineOptions
+from gmmrefine.io.particles import read_particles
+from gmmrefine.pipeline import refinement as refine_module
+from gmmrefine.pipeline.options import RefineOptions
+from gmmrefine.reconstruct.fsc import fsc_curve, resolution_at
 from gmmrefine.simulate.dataset import simulate_dataset
 
 
@@ -207,7 +210,7 @@ def c3_set(tmp_path_factory):
 
 def test_symmetry_averages_the_global_map_and_a_focused_run_expands_then_reimposes_it(
         c3_set, tmp_path):
-    from gmmrefine.symmetry import symmetrize_map
+    from gmmrefine.reconstruct.symmetry import symmetrize_map
 
     star = c3_set / "particles.star"
     c1 = refine_module.run_refinement(star, tmp_path / "c1", RefineOptions(iterations=1, steps=1),
@@ -246,7 +249,7 @@ def test_symmetry_averages_the_global_map_and_a_focused_run_expands_then_reimpos
 
 
 def test_a_run_from_before_an_option_existed_resumes_at_that_options_default(tmp_path):
-    from gmmrefine.run_state import RunDirectory
+    from gmmrefine.pipeline.run_directory import RunDirectory
 
     star = tmp_path / "p.star"
     star.write_text("")

@@ -6,10 +6,9 @@ import numpy as np
 import numpy.lib.recfunctions as rfn
 import pytest
 from click.testing import CliRunner
-
 from gmmrefine.cli.main import cli
 from gmmrefine.errors import InputError
-from gmmrefine.io.particles_io import read_particles, write_particles
+from gmmrefine.io.particles import read_particles, write_particles
 from helpers_formats import make_cs, save_cs_file, write_star31
 
 GOOD_ROW = "000001@Extract/job007/mics/stack_0000.mrcs"

@@ -3,11 +3,15 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-
+from gmmrefine.align.rings import (
+    frc_mean,
+    frc_per_ring,
+    gather_rings,
+    ring_pixels,
+    ring_pixels_for_resolution,
+)
 from gmmrefine.errors import InputError
-from gmmrefine.fourier import fft2c, frequencies, shell_index
-from gmmrefine.frc import (frc_mean, frc_per_ring, gather_rings, ring_pixels,
-                           ring_pixels_for_resolution)
+from gmmrefine.fourier.grids import fft2c, frequencies, shell_index
 
 
 def full_plane_frc(image_a, image_b, ring_lo, ring_hi):

@@ -6,10 +6,10 @@ import csv
 
 import numpy as np
 import pytest
-
-from gmmrefine import filters, fsc
 from gmmrefine.errors import InputError
-from gmmrefine.fourier import fftnc, ifftnc, radius_grid, shell_index
+from gmmrefine.fourier import filters
+from gmmrefine.fourier.grids import fftnc, ifftnc, radius_grid, shell_index
+from gmmrefine.reconstruct import fsc
 
 
 def brute_force_fsc(map1: np.ndarray, map2: np.ndarray) -> np.ndarray:

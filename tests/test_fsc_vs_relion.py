@@ -10,11 +10,11 @@ import mrcfile
 import numpy as np
 import pytest
 import starfile
-
 from conftest import needs
-from gmmrefine import filters, fsc, masks
-from gmmrefine.fourier import fftnc, ifftnc, radius_grid
+from gmmrefine.fourier import filters, masks
+from gmmrefine.fourier.grids import fftnc, ifftnc, radius_grid
 from gmmrefine.io.mrc import write_map
+from gmmrefine.reconstruct import fsc
 
 
 def blob_map(box: int, n_atoms: int, radius_px: float, width_px: float, rng) -> np.ndarray:

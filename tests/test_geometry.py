@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from gmmrefine import geometry
+from gmmrefine.data import rotations as geometry
 
 
 def relion_euler_matrix(rot, tilt, psi):

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-
 from gmmrefine.errors import InputError
-from gmmrefine.fsc import fsc_curve, resolution_at
-from gmmrefine.gmm import render_map
-from gmmrefine.gmm_fit import estimate_n_gaussians, gmm_from_atoms, gmm_from_map
+from gmmrefine.gmm.fit import estimate_n_gaussians, gmm_from_atoms, gmm_from_map
+from gmmrefine.gmm.model import render_map
+from gmmrefine.reconstruct.fsc import fsc_curve, resolution_at
 from gmmrefine.simulate.model import build_model
 from gmmrefine.simulate.render import atom_amplitude, atom_sigma_A
 from gmmrefine.simulate.render import render_map as render_atoms
@@ -59,8 +58,7 @@ def test_model_seeded_halves_differ_at_the_resolution_scale():
 
 def test_the_fit_optimiser_takes_the_steps_keras_adam_takes():
     import tensorflow as tf
-
-    from gmmrefine.gmm_fit import adam_update
+    from gmmrefine.gmm.fit import adam_update
 
     start = np.array([[1.0, -2.0, 0.5]], np.float32)
     weights = tf.constant([[1.0, 10.0, 0.1]])

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
-
 from gmmrefine.errors import InputError
-from gmmrefine.gmm import GMM, projected_gmm_image, render_map
-from gmmrefine.gmm_io import bfactor_from_width, read_gmm, write_gmm, write_pdb
+from gmmrefine.gmm.model import GMM, projected_gmm_image, render_map
+from gmmrefine.io.gmm_files import bfactor_from_width, read_gmm, write_gmm, write_pdb
+from scipy.spatial.transform import Rotation
 
 
 @pytest.fixture

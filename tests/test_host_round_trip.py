@@ -10,12 +10,11 @@ import mrcfile
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from gmmrefine.cli.main import cli
-from gmmrefine.fsc import fsc_curve
-from gmmrefine.io.particles_io import read_particles
-from gmmrefine.refine import run_refinement
-from gmmrefine.refine_options import RefineOptions
+from gmmrefine.io.particles import read_particles
+from gmmrefine.pipeline.options import RefineOptions
+from gmmrefine.pipeline.refinement import run_refinement
+from gmmrefine.reconstruct.fsc import fsc_curve
 from gmmrefine.simulate.dataset import simulate_dataset
 
 

@@ -8,15 +8,15 @@ import subprocess
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from scipy.interpolate import RegularGridInterpolator
-
 from conftest import needs
-from gmmrefine import fsc, locres, masks
 from gmmrefine.cli.locres import main
 from gmmrefine.errors import InputError
-from gmmrefine.fourier import fftnc, ifftnc, radius_grid
+from gmmrefine.fourier import masks
+from gmmrefine.fourier.grids import fftnc, ifftnc, radius_grid
 from gmmrefine.io.mrc import read_map, write_map
-from gmmrefine.locres_plots import plot_local_resolution, plot_run_comparison
+from gmmrefine.reconstruct import fsc, locres
+from gmmrefine.report.slices import plot_local_resolution, plot_run_comparison
+from scipy.interpolate import RegularGridInterpolator
 
 BOX, APIX = 48, 2.0
 WINDOW_A, STEP_PX = 24.0, 4

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import integrate, ndimage
-
-from gmmrefine import masks
 from gmmrefine.errors import InputError
+from gmmrefine.fourier import masks
 from gmmrefine.io.mrc import write_map
+from scipy import integrate, ndimage
 
 
 def test_soft_sphere_centre_axis_order_and_edge():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from gmmrefine.progress import Progress, format_duration
+from gmmrefine.report.progress import Progress, format_duration
 
 
 class FakeClock:

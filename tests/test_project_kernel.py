@@ -7,13 +7,13 @@ import mrcfile
 import numpy as np
 import pytest
 import tensorflow as tf
-from scipy.spatial.transform import Rotation
-
-from gmmrefine import geometry, project
-from gmmrefine.fourier import fft2c
-from gmmrefine.frc import gather_rings, ring_pixels
-from gmmrefine.gmm import GMM, projected_gmm_image, render_map, render_projection
+from gmmrefine.align import kernel as project
+from gmmrefine.align.rings import gather_rings, ring_pixels
+from gmmrefine.data import rotations as geometry
+from gmmrefine.fourier.grids import fft2c
+from gmmrefine.gmm.model import GMM, projected_gmm_image, render_map, render_projection
 from gmmrefine.io.mrc import write_map
+from scipy.spatial.transform import Rotation
 
 BOX, APIX = 32, 1.7
 

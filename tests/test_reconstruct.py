@@ -8,15 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from gmmrefine.ctf import particle_ctfs
-from gmmrefine.fourier import fft2c
-from gmmrefine.geometry import matrix_to_euler, random_rotations
+from gmmrefine.data.ctf import particle_ctfs
+from gmmrefine.data.particles import OpticsGroup, ParticleSet, empty_like_arrays
+from gmmrefine.data.rotations import matrix_to_euler, random_rotations
+from gmmrefine.fourier.grids import fft2c
 from gmmrefine.io.mrc import read_map, write_stack
 from gmmrefine.io.stack import StackReader
-from gmmrefine.particles import OpticsGroup, ParticleSet, empty_like_arrays
-from gmmrefine.progress import Progress
-from gmmrefine.reconstruct import FourierSums, finalize, insert_slices, reconstruct_halves
+from gmmrefine.reconstruct.backproject import (
+    FourierSums,
+    finalize,
+    insert_slices,
+    reconstruct_halves,
+)
+from gmmrefine.report.progress import Progress
 
 BOX = 32
 SIGMA_PX = 2.0
@@ -136,7 +140,7 @@ def _write_dataset(tmp_path: Path, n: int, rng: np.random.Generator, apix: float
 
 
 def test_reconstruct_halves_keeps_halves_apart(tmp_path):
-    from gmmrefine.io.particles_io import read_particles
+    from gmmrefine.io.particles import read_particles
 
     star = _write_dataset(tmp_path, 400, np.random.default_rng(3))
     ps = read_particles(star)

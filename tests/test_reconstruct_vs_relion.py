@@ -10,13 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from gmmrefine.fsc import fsc_curve, resolution_at
-from gmmrefine.geometry import euler_to_matrix, matrix_to_euler, random_rotations
+from gmmrefine.data.particles import OpticsGroup, ParticleSet, empty_like_arrays
+from gmmrefine.data.rotations import euler_to_matrix, matrix_to_euler, random_rotations
 from gmmrefine.io.mrc import read_map, write_map
 from gmmrefine.io.stack import StackReader
-from gmmrefine.particles import OpticsGroup, ParticleSet, empty_like_arrays
-from gmmrefine.reconstruct import reconstruct_halves
+from gmmrefine.reconstruct.backproject import reconstruct_halves
+from gmmrefine.reconstruct.fsc import fsc_curve, resolution_at
 
 pytestmark = pytest.mark.skipif(
     shutil.which("relion_project") is None or shutil.which("relion_reconstruct") is None,

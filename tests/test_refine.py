@@ -7,26 +7,33 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from gmmrefine import refine as refine_module
-from gmmrefine.align import AlignSettings, align_batch
+from gmmrefine.align.adam import align_batch
+from gmmrefine.align.gauss_newton import (
+    GaussNewtonSettings,
+    gauss_newton_batch,
+    make_spectrum_and_jacobian,
+)
+from gmmrefine.align.kernel import apply_pose_moves, make_pose_objective
+from gmmrefine.align.options import AlignSettings
+from gmmrefine.align.refine_particles import origin_about_pivot, refine_particles
+from gmmrefine.align.rings import gather_rings, ring_pixels_for_resolution
 from gmmrefine.cli.main import cli
-from gmmrefine.errors import InputError
-from gmmrefine.focus import mask_centroid_A
-from gmmrefine.fourier import fft2c, fourier_crop_2d
-from gmmrefine.gauss_newton import (GaussNewtonSettings, gauss_newton_batch,
-                                    make_spectrum_and_jacobian)
-from gmmrefine.frc import gather_rings, ring_pixels_for_resolution
-from gmmrefine.geometry import angle_between_deg, perturb_rotations, random_rotations
-from gmmrefine.gmm import GMM, projected_gmm_image
-from gmmrefine.gmm_fit import gmm_from_map
-from gmmrefine.images import ParticleImages
+from gmmrefine.data.images import ParticleImages
+from gmmrefine.data.rotations import (
+    angle_between_deg,
+    perturb_rotations,
+    random_rotations,
+)
+from gmmrefine.errors import Aborted, InputError
+from gmmrefine.fourier.grids import fft2c, fourier_crop_2d
+from gmmrefine.gmm.fit import gmm_from_map
+from gmmrefine.gmm.focus import mask_centroid_A
+from gmmrefine.gmm.model import GMM, projected_gmm_image
 from gmmrefine.io.mrc import read_map
-from gmmrefine.io.particles_io import read_particles
+from gmmrefine.io.particles import read_particles
 from gmmrefine.io.stack import StackReader
-from gmmrefine.project import apply_pose_moves, make_pose_objective
-from gmmrefine.refine_options import Aborted, RefineOptions
-from gmmrefine.refine_particles import origin_about_pivot, refine_particles
+from gmmrefine.pipeline import refinement as refine_module
+from gmmrefine.pipeline.options import RefineOptions
 from gmmrefine.simulate.dataset import simulate_dataset
 
 
@@ -131,8 +138,8 @@ def test_wiener_weighting_is_the_least_squares_estimate_of_the_truth():
     # Per shell, the scale w minimising |w H - T|^2 for a half map H = T + noise
     # is Re<H, T> / |H|^2, computed here from the truth; wiener_weighted
     # must scale each shell by it, knowing only the two halves' FSC.
-    from gmmrefine.filters import apply_shell_weights, rfft_shell_index
-    from gmmrefine.fsc import fsc_curve
+    from gmmrefine.fourier.filters import apply_shell_weights, rfft_shell_index
+    from gmmrefine.reconstruct.fsc import fsc_curve
 
     rng = np.random.default_rng(7)
     box = 48
@@ -269,7 +276,7 @@ def test_coarse_passes_bring_back_poses_beyond_the_fine_rings_reach(small_set):
         images = ParticleImages(truth.with_poses(start, truth.shift_A), reader)
         for passes in (0, 2):
             options = RefineOptions(prior_deg=None, prior_px=None, coarse_passes=passes)
-            rotation, _, before, after = refine_particles(gmm, images, 5.0, options)
+            rotation, _, before, after = refine_particles(gmm, images, 5.0, options.alignment())
             assert np.all(after >= before - 1e-6)
             errors[passes] = np.median(angle_between_deg(rotation, truth.rotation))
     assert np.median(angle_between_deg(start, truth.rotation)) > 8.0
@@ -326,7 +333,7 @@ def test_bad_options_fail_before_anything_is_written(small_set, tmp_path):
 
 
 def test_model_seeds_one_gaussian_per_atom_in_each_half(small_set, tmp_path):
-    from gmmrefine.gmm_io import read_gmm
+    from gmmrefine.io.gmm_files import read_gmm
     from gmmrefine.simulate.pdb import read_pdb
 
     out = tmp_path / "run"

@@ -10,13 +10,16 @@ import subprocess
 
 import pytest
 import starfile
-
 from gmmrefine.errors import InputError
-from gmmrefine.refine_options import RefineOptions
+from gmmrefine.pipeline.options import RefineOptions
 from gmmrefine.relion_external import pipeline_files as pf
 from gmmrefine.relion_external.job import main
-from gmmrefine.relion_external.params import (PARAMETERS, parse_command, split_arguments,
-                                              unmapped_fields)
+from gmmrefine.relion_external.params import (
+    PARAMETERS,
+    parse_command,
+    split_arguments,
+    unmapped_fields,
+)
 from gmmrefine.simulate.dataset import simulate_dataset
 
 

@@ -14,9 +14,8 @@ import mrcfile
 import numpy as np
 import pytest
 import starfile
-
+from gmmrefine.fourier.masks import soft_sphere
 from gmmrefine.io.mrc import write_map
-from gmmrefine.masks import soft_sphere
 from gmmrefine.relion_external import pipeline_files as pf
 from gmmrefine.simulate.dataset import simulate_dataset
 

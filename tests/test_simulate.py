@@ -8,18 +8,28 @@ import mrcfile
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from scipy.spatial.transform import Rotation
-
 from gmmrefine.cli.main import cli
+from gmmrefine.data.rotations import angle_between_deg, euler_to_matrix
 from gmmrefine.errors import InputError
-from gmmrefine.geometry import angle_between_deg, euler_to_matrix
-from gmmrefine.io.particles_io import read_particles
+from gmmrefine.io.particles import read_particles
 from gmmrefine.simulate.dataset import simulate_dataset
-from gmmrefine.simulate.model import (DOMAIN, assemble_copies, build_model, conformation_coords,
-                                      hinge_range_deg, tip_radius_A)
+from gmmrefine.simulate.model import (
+    DOMAIN,
+    assemble_copies,
+    build_model,
+    conformation_coords,
+    hinge_range_deg,
+    tip_radius_A,
+)
 from gmmrefine.simulate.pdb import read_pdb, write_pdb
-from gmmrefine.simulate.render import (atom_amplitude, atom_sigma_A, footprint_variance,
-                                       project_atoms, render_map)
+from gmmrefine.simulate.render import (
+    atom_amplitude,
+    atom_sigma_A,
+    footprint_variance,
+    project_atoms,
+    render_map,
+)
+from scipy.spatial.transform import Rotation
 
 
 @pytest.fixture(scope="module")

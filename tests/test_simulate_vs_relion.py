@@ -13,7 +13,6 @@ import subprocess
 import mrcfile
 import numpy as np
 import pytest
-
 from gmmrefine.simulate.dataset import simulate_dataset
 
 pytestmark = [pytest.mark.relion,

@@ -7,13 +7,12 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
-
+from gmmrefine.data.images import ParticleImages, crop_box_for_resolution
+from gmmrefine.data.particles import OpticsGroup, ParticleSet, empty_like_arrays
 from gmmrefine.errors import InputError
-from gmmrefine.fourier import ifft2c
-from gmmrefine.images import ParticleImages, crop_box_for_resolution
+from gmmrefine.fourier.grids import ifft2c
 from gmmrefine.io.mrc import write_stack
 from gmmrefine.io.stack import StackReader
-from gmmrefine.particles import OpticsGroup, ParticleSet, empty_like_arrays
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -159,8 +158,8 @@ def test_reads_real_betagal_float16_stack():
 
 
 def test_centering_ramp_is_the_inverse_origin_shift():
-    from gmmrefine.fourier import phase_shift_2d
-    from gmmrefine.images import centering_ramp
+    from gmmrefine.data.images import centering_ramp
+    from gmmrefine.fourier.grids import phase_shift_2d
 
     shift_A = np.array([[3.1, -2.2], [0.0, 5.5]])
     np.testing.assert_allclose(centering_ramp(24, 1.7, shift_A),

@@ -8,11 +8,10 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-
+from gmmrefine.data.rotations import angle_between_deg, euler_to_matrix
 from gmmrefine.errors import InputError
-from gmmrefine.geometry import angle_between_deg, euler_to_matrix
 from gmmrefine.io import star as star_io
-from gmmrefine.io.particles_io import read_particles, require_poses, write_particles
+from gmmrefine.io.particles import read_particles, require_poses, write_particles
 from helpers_formats import write_star30, write_star31
 
 PASSTHROUGH = ["rlnCoordinateX", "rlnCoordinateY", "rlnMicrographName", "rlnClassNumber",

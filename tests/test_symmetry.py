@@ -15,21 +15,26 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from scipy.spatial import cKDTree
-
-from gmmrefine.ctf import particle_ctfs
+from gmmrefine.data.ctf import particle_ctfs
+from gmmrefine.data.particles import OpticsGroup, ParticleSet, empty_like_arrays
+from gmmrefine.data.rotations import angle_between_deg, random_rotations
+from gmmrefine.data.symmetry_groups import symmetry_operators
 from gmmrefine.errors import InputError
-from gmmrefine.fourier import fft2c, ifft2c
-from gmmrefine.fsc import fsc_curve, resolution_at
-from gmmrefine.geometry import angle_between_deg, random_rotations
+from gmmrefine.fourier.grids import fft2c, ifft2c
+from gmmrefine.io.expand import COPY_FIELD, SOURCE_UID_FIELD, expand_particles
 from gmmrefine.io.mrc import read_map, write_map, write_stack
-from gmmrefine.io.particles_io import read_particles, write_particles
+from gmmrefine.io.particles import read_particles, write_particles
 from gmmrefine.io.stack import StackReader
-from gmmrefine.particles import OpticsGroup, ParticleSet, empty_like_arrays
-from gmmrefine.reconstruct import finalize, insert_slices, reconstruct_halves, symmetrize_sums
+from gmmrefine.reconstruct.backproject import (
+    finalize,
+    insert_slices,
+    reconstruct_halves,
+    symmetrize_sums,
+)
+from gmmrefine.reconstruct.fsc import fsc_curve, resolution_at
+from gmmrefine.reconstruct.symmetry import symmetrize_map
 from gmmrefine.simulate.pdb import read_pdb
-from gmmrefine.symmetry import (COPY_FIELD, SOURCE_UID_FIELD, expand_particles, symmetrize_map,
-                                symmetry_operators)
+from scipy.spatial import cKDTree
 
 ORDERS = {"C1": 1, "C2": 2, "C3": 3, "c7": 7, "D1": 2, "D2": 4, "D5": 10, "T": 12, "O": 24,
           "I": 60, "I1": 60, "I2": 60, "I3": 60, "I4": 60}

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
-from ..io.particles_io import describe, read_particles, write_particles
+from ..io.particles import describe, read_particles, write_particles
 
 
 @click.command()

@@ -12,8 +12,8 @@ from . import reconstruct, refine, simulate
 
 
 def _median_errors(path: Path, truth) -> tuple[float, float]:
-    from ..geometry import angle_between_deg
-    from ..io.particles_io import read_particles
+    from ..data.rotations import angle_between_deg
+    from ..io.particles import read_particles
 
     ps = read_particles(path)
     apix = ps.common_box_apix()[1]
@@ -37,7 +37,7 @@ def _median_errors(path: Path, truth) -> tuple[float, float]:
 def main(ctx: click.Context, out_dir: Path, n: int, box: int, apix: float, snr: float,
          angle_rms_deg: float, iterations: int, seed: int) -> None:
     """Simulate particles with imperfect start poses, refine them, and compare with the truth."""
-    from ..io.particles_io import read_particles
+    from ..io.particles import read_particles
 
     data = out_dir / "data"
     click.echo(f"== simulating {n} particles into {data}")
@@ -70,8 +70,8 @@ def main(ctx: click.Context, out_dir: Path, n: int, box: int, apix: float, snr: 
 def _last_resolution(directory: Path) -> float:
     import pandas as pd
 
-    from ..fsc import resolution_at
     from ..io.mrc import read_map
+    from ..reconstruct.fsc import resolution_at
 
     table = pd.read_csv(directory / "fsc.csv")
     volume, apix = read_map(directory / "map.mrc")

@@ -19,9 +19,10 @@ import click
               help="Directory that image paths resolve against (default: as the host does).")
 def main(particles: Path, sym: str, out_path: Path, root: Path | None) -> None:
     """Write PARTICLES (STAR or .cs) expanded by symmetry SYM to OUT."""
+    from ..data.symmetry_groups import symmetry_order
     from ..errors import InputError
-    from ..io.particles_io import SUFFIXES, read_particles, require_poses, write_particles
-    from ..symmetry import expand_particles, symmetry_order
+    from ..io.expand import expand_particles
+    from ..io.particles import SUFFIXES, read_particles, require_poses, write_particles
 
     order = symmetry_order(sym)
     if out_path.suffix.lower() not in SUFFIXES:

@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
-from ..fsc import fsc_curve, masked_fsc_corrected, resolution_at, write_fsc_csv
-from ..io.mrc import read_half_maps
-from ..masks import read_mask
-from ..plots import plot_fsc
+from ..io.mrc import read_half_maps, read_mask
+from ..io.tables import write_fsc_csv
+from ..reconstruct.fsc import fsc_curve, masked_fsc_corrected, resolution_at
+from ..report.plots import plot_fsc
 
 THRESHOLD = 0.143
 

@@ -27,11 +27,15 @@ PERCENTILES = (5, 25, 50, 75, 95)
 def main(half1: Path, half2: Path, out_dir: Path, mask: Path | None, window_A: float | None,
          step_px: int | None) -> None:
     """Local resolution of half maps HALF1 and HALF2 (MRC), as relion_postprocess --locres."""
-    from ..locres import default_step_px, local_resolution, sampling_region, window_geometry, \
-        write_local_resolution
-    from ..locres_plots import plot_local_resolution
-    from ..masks import read_mask
-    from ..progress import Progress
+    from ..io.mrc import read_mask, write_local_resolution
+    from ..reconstruct.locres import (
+        default_step_px,
+        local_resolution,
+        sampling_region,
+        window_geometry,
+    )
+    from ..report.progress import Progress
+    from ..report.slices import plot_local_resolution
 
     map1, map2, apix = read_half_maps(half1, half2)
     box = map1.shape[0]

@@ -28,14 +28,20 @@ def cli() -> None:
 
 
 # One module per command, each exposing a click command ``main``.
-COMMANDS = ("simulate", "convert", "reconstruct", "fsc", "refine", "expand", "locres", "cryosparc", "demo")
+COMMANDS = ("simulate", "convert", "reconstruct", "fsc", "refine", "expand", "locres", "demo")
+# Commands that live outside the engine (the CryoSPARC adapter's) join through this
+# entry-point group, so the engine never names an adapter.
+ENTRY_POINT_GROUP = "gmmrefine.commands"
 
 
 def _register() -> None:
     import importlib
+    from importlib.metadata import entry_points
 
     for name in COMMANDS:
         cli.add_command(importlib.import_module(f"{__package__}.{name}").main, name=name)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        cli.add_command(entry.load(), name=entry.name)
 
 
 _register()

@@ -20,14 +20,15 @@ import click
               help="Point group imposed on the maps (RELION's names and axes: Cn, Dn, T, O, I).")
 def main(particles: Path, out_dir: Path, root: Path | None, chunk: int, sym: str) -> None:
     """Reconstruct half maps and the full map from PARTICLES (STAR or .cs) at their poses."""
-    from ..fsc import fsc_curve, resolution_at, write_fsc_csv
+    from ..data.symmetry_groups import symmetry_order
     from ..io.mrc import write_map
-    from ..io.particles_io import read_particles, require_poses
+    from ..io.particles import read_particles, require_poses
     from ..io.stack import StackReader
-    from ..plots import plot_fsc
-    from ..progress import Progress
-    from ..reconstruct import reconstruct_halves
-    from ..symmetry import symmetry_order
+    from ..io.tables import write_fsc_csv
+    from ..reconstruct.backproject import reconstruct_halves
+    from ..reconstruct.fsc import fsc_curve, resolution_at
+    from ..report.plots import plot_fsc
+    from ..report.progress import Progress
 
     order = symmetry_order(sym)     # a bad name fails before anything is read
     ps = read_particles(particles, root=root)

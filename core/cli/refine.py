@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..refine_options import RefineOptions
+from ..pipeline.options import RefineOptions
 
 
 @click.command()
@@ -65,7 +65,7 @@ from ..refine_options import RefineOptions
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
 def main(particles: Path, out_dir: Path, no_prior: bool, **kwargs) -> None:
     """Refine particle poses against per-half GMMs, iterating with reconstruction and FSC."""
-    from ..refine import run_refinement
+    from ..pipeline.refinement import run_refinement
 
     if no_prior:
         kwargs.update(prior_deg=None, prior_px=None)

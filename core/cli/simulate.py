@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..progress import Progress
+from ..report.progress import Progress
 from ..simulate.dataset import simulate_dataset
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.particles import OpticsGroup, ParticleSet, empty_like_arrays
+from ..data.rotations import matrix_to_rotvec, rotvec_to_matrix
 from ..errors import InputError
-from ..geometry import matrix_to_rotvec, rotvec_to_matrix
-from ..particles import OpticsGroup, ParticleSet, empty_like_arrays
 from .atomic import atomic_path
 
 POSE_FIELDS = ("alignments3D/pose", "alignments3D/shift")

@@ -11,6 +11,9 @@ import numpy as np
 from ..errors import InputError
 from .atomic import atomic_path
 
+# relion_postprocess accepts masks up to this far outside [0, 1].
+MASK_RANGE_TOLERANCE = 1e-6
+
 
 def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     """Read a cubic 3D map; returns (float32 array indexed [z, y, x], voxel size in A)."""
@@ -65,3 +68,44 @@ def write_stack(path: str | os.PathLike, images: np.ndarray, apix: float) -> Non
             mrc.set_image_stack()
             mrc.voxel_size = float(apix)
             mrc.update_header_stats()
+
+
+def read_mask(path: str | os.PathLike, expected_box: int, apix: float) -> np.ndarray:
+    """Read a mask map and check it fits the maps it will be applied to.
+
+    Parameters
+    ----------
+    path : path-like
+        MRC file.
+    expected_box : int
+        Box of the half maps.
+    apix : float
+        Voxel size of the half maps, in Angstrom; the mask's header must agree
+        within 1%.
+
+    Returns
+    -------
+    (B, B, B) float32 array clipped to [0, 1] (values may lie up to 1e-6
+    outside, as relion_postprocess allows).
+
+    Raises
+    ------
+    InputError
+        One line naming the file when the box, voxel size or values are wrong.
+    """
+    mask, mask_apix = read_map(path)
+    if mask.shape[0] != expected_box:
+        raise InputError(f"{path}: mask box {mask.shape[0]}; expected {expected_box} like the half maps")
+    if abs(mask_apix - apix) > 0.01 * apix:
+        raise InputError(f"{path}: mask voxel size {mask_apix:.4f} A; expected {apix:.4f} A like the half maps")
+    lo, hi = float(mask.min()), float(mask.max())
+    if lo < -MASK_RANGE_TOLERANCE or hi > 1 + MASK_RANGE_TOLERANCE:
+        raise InputError(f"{path}: mask values range from {lo:.4g} to {hi:.4g}; expected values in [0, 1]")
+    if hi <= 0:
+        raise InputError(f"{path}: mask is empty (all values 0); expected a region with values up to 1")
+    return np.clip(mask, 0.0, 1.0)
+
+
+def write_local_resolution(path_mrc: str | os.PathLike, locres: np.ndarray, apix: float) -> None:
+    """Write a local-resolution map (Angstrom per voxel) as MRC with its voxel size."""
+    write_map(path_mrc, locres, apix)

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import starfile
 
+from ..data.particles import OpticsGroup, ParticleSet, empty_like_arrays
+from ..data.rotations import euler_to_matrix, matrix_to_euler
 from ..errors import InputError
-from ..geometry import euler_to_matrix, matrix_to_euler
-from ..particles import OpticsGroup, ParticleSet, empty_like_arrays
 from .atomic import atomic_path
 
 # Labels RELION stores as strings (metadata_label.h, EMDL_STRING) that users

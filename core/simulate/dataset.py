@@ -30,19 +30,32 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ..data.particles import OpticsGroup, ParticleSet
+from ..data.rotations import perturb_rotations, random_rotations
+from ..data.symmetry_groups import EXPECTED as SYMMETRY_NAMES
+from ..data.symmetry_groups import symmetry_operators
 from ..errors import InputError
-from ..geometry import perturb_rotations, random_rotations
 from ..io.atomic import atomic_path, write_text_atomic
 from ..io.mrc import write_map, write_stack
-from ..particles import OpticsGroup, ParticleSet
-from ..symmetry_groups import EXPECTED as SYMMETRY_NAMES
-from ..symmetry_groups import symmetry_operators
 from .crb import pose_bounds, summarize_bounds
-from .model import (DOMAIN, Model, build_model, conformation_coords, hinge_range_deg,
-                    symmetric_assembly)
+from .model import (
+    DOMAIN,
+    Model,
+    build_model,
+    conformation_coords,
+    hinge_range_deg,
+    symmetric_assembly,
+)
 from .pdb import write_pdb
-from .render import (apply_ctf, atom_amplitude, atom_sigma_A, ctf_grid, footprint_variance,
-                     project_atoms, render_map)
+from .render import (
+    apply_ctf,
+    atom_amplitude,
+    atom_sigma_A,
+    ctf_grid,
+    footprint_variance,
+    project_atoms,
+    render_map,
+)
 
 # Independent random streams, so changing one setting (say n) leaves the
 # other draws of a given particle index reproducible.
@@ -299,7 +312,7 @@ def _add_noise(cfg: SimulationConfig, stack: np.ndarray, noise_sd: float) -> flo
 # --- files ---------------------------------------------------------------------------------------
 
 def _write_particle_files(out: Path, truth: ParticleSet, start: ParticleSet) -> None:
-    from ..io.particles_io import write_particles
+    from ..io.particles import write_particles
 
     for ps in (truth, start):
         ps.root = out

@@ -21,10 +21,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erf
 
-from ..ctf import ctf_value
+from ..data.ctf import ctf_value
+from ..data.rotations import project_points
 from ..errors import InputError
-from ..fourier import fft2c, freq_grid_2d, ifft2c
-from ..geometry import project_points
+from ..fourier.grids import fft2c, freq_grid_2d, ifft2c
 
 # Peng et al. (1996), Table 3: elastic electron scattering, f(s) = sum a_i exp(-b_i s^2),
 # s = sin(theta) / lambda = |k| / 2.

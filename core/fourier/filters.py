@@ -1,0 +1,133 @@
+"""Radial Fourier filters for 3D maps: low-pass, per-shell weights, phase randomisation.
+
+Maps are indexed [z, y, x] (mrcfile's order). Filters work on the real-input
+FFT (numpy's rfftn, half the memory of a full transform) because every filter
+here depends only on the radius |k| in Fourier pixels, which is the same in
+that layout as in the centred one of :mod:`gmmrefine.fourier`; shells are
+the rounded radius, as there and in RELION.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .grids import shell_index
+
+
+def rfft_radius_px(shape: tuple[int, ...]) -> np.ndarray:
+    """|k| in Fourier pixels on the rfftn grid of a real array of ``shape``.
+
+    Only cubic boxes are used in gmmrefine, so one pixel is 1 / (box * apix).
+    """
+    axes = [np.fft.fftfreq(n) * n for n in shape[:-1]]
+    axes.append(np.fft.rfftfreq(shape[-1]) * shape[-1])
+    grids = np.meshgrid(*axes, indexing="ij", sparse=True)
+    return np.sqrt(sum(g * g for g in grids))
+
+
+def rfft_shell_index(shape: tuple[int, ...]) -> np.ndarray:
+    """Integer shell (rounded radius) of every element of the rfftn grid."""
+    return np.rint(rfft_radius_px(shape)).astype(np.int64)
+
+
+def lowpass_weights(radius_px: np.ndarray, cutoff_shell: float, edge_shells: float = 2) -> np.ndarray:
+    """Raised-cosine low-pass profile evaluated at ``radius_px``.
+
+    As RELION's lowPassFilterMap: 1 below ``cutoff_shell - edge_shells / 2``,
+    0 beyond ``cutoff_shell + edge_shells / 2``, a half cosine in between
+    (0.5 at the cutoff). RELION rounds the cutoff to an integer shell; here it
+    stays fractional so that a resolution maps onto the grid exactly.
+    """
+    radius_px = np.asarray(radius_px, float)
+    half = max(float(edge_shells), 0.0) / 2
+    lo, hi = max(cutoff_shell - half, 0.0), cutoff_shell + half
+    if hi <= lo:
+        return (radius_px <= cutoff_shell).astype(float)
+    t = np.clip((radius_px - lo) / (hi - lo), 0.0, 1.0)
+    return 0.5 + 0.5 * np.cos(np.pi * t)
+
+
+def lowpass(volume: np.ndarray, apix: float, res_A: float, *, edge_shells: float = 2) -> np.ndarray:
+    """Low-pass filter a map to ``res_A`` with a soft cosine edge in Fourier space.
+
+    Parameters
+    ----------
+    volume : (B, B, B) array
+        Map indexed [z, y, x].
+    apix : float
+        Voxel size in Angstrom.
+    res_A : float
+        Resolution of the filter's half-height, in Angstrom. At or below
+        Nyquist (2 * apix) the map comes back unfiltered.
+    edge_shells : float
+        Width of the cosine edge in Fourier shells (RELION's default is 2).
+
+    Returns
+    -------
+    float32 array of the input's shape; the input is not modified.
+    """
+    volume = np.asarray(volume)
+    if res_A <= 2 * apix:
+        return volume.astype(np.float32, copy=True)
+    box = volume.shape[-1]
+    cutoff_shell = box * apix / res_A
+    spectrum = np.fft.rfftn(volume)
+    spectrum *= lowpass_weights(rfft_radius_px(volume.shape), cutoff_shell, edge_shells)
+    return np.fft.irfftn(spectrum, s=volume.shape, axes=tuple(range(volume.ndim))).astype(np.float32)
+
+
+def fourier_shell_weights(box: int, per_shell: np.ndarray, ndim: int = 3) -> np.ndarray:
+    """Spread a per-shell profile onto the centred Fourier grid of :mod:`gmmrefine.fourier`.
+
+    Parameters
+    ----------
+    box : int
+        Box size B.
+    per_shell : (n,) array
+        Value for shells 0 .. n-1; voxels in shells >= n (the corners beyond
+        Nyquist) get 0.
+    ndim : int
+        2 for images, 3 for maps.
+
+    Returns
+    -------
+    (B,) * ndim float array, origin at B // 2.
+    """
+    per_shell = np.asarray(per_shell, float)
+    shells = shell_index(box, ndim)
+    padded = np.concatenate([per_shell, [0.0]])
+    return padded[np.minimum(shells, len(per_shell))]
+
+
+def apply_shell_weights(volume: np.ndarray, per_shell: np.ndarray) -> np.ndarray:
+    """Multiply a map's Fourier transform by a per-shell profile (e.g. an FSC weighting).
+
+    Shells beyond the profile's length are set to 0. Returns float32; the
+    input is not modified.
+    """
+    volume = np.asarray(volume)
+    per_shell = np.asarray(per_shell, float)
+    shells = rfft_shell_index(volume.shape)
+    padded = np.concatenate([per_shell, [0.0]])
+    spectrum = np.fft.rfftn(volume) * padded[np.minimum(shells, len(per_shell))]
+    return np.fft.irfftn(spectrum, s=volume.shape, axes=tuple(range(volume.ndim))).astype(np.float32)
+
+
+def randomise_phases_beyond(volume: np.ndarray, from_shell: int,
+                            rng: np.random.Generator) -> np.ndarray:
+    """Replace the Fourier phases at radius >= ``from_shell`` by random ones.
+
+    Amplitudes are kept. As RELION's randomizePhasesBeyond, the test is on
+    the exact radius (r >= shell), not the rounded shell. The random phases
+    are those of the transform of real white noise, so they are uniform and
+    Hermitian-symmetric and the result is exactly real.
+
+    Returns a float64 array; the input is not modified.
+    """
+    volume = np.asarray(volume, float)
+    spectrum = np.fft.rfftn(volume)
+    noise_spectrum = np.fft.rfftn(rng.standard_normal(volume.shape))
+    phase = noise_spectrum / np.maximum(np.abs(noise_spectrum), 1e-300)
+    beyond = rfft_radius_px(volume.shape) >= from_shell
+    spectrum = np.where(beyond, np.abs(spectrum) * phase, spectrum)
+    return np.fft.irfftn(spectrum, s=volume.shape, axes=tuple(range(volume.ndim)))

@@ -1,0 +1,307 @@
+"""Particle files of either host, by suffix: ``.star`` (RELION) or ``.cs`` (CryoSPARC).
+
+Reading picks the directory image paths resolve against; writing in the
+format a set came from starts from its own table, and writing across
+formats carries every column the other format has no meaning for, so that
+STAR -> .cs -> STAR and .cs -> STAR -> .cs lose nothing
+(docs/conventions.md, "Passthrough"):
+
+- a STAR column becomes the .cs field ``rln/<label>`` (an optics-table
+  column ``rlnOptics/<label>``, per particle);
+- a .cs field becomes the STAR column ``cs:<field>:<dtype>`` (vectors: one
+  column per element, ``cs:<field>:<dtype>:<shape>:<flat index>``), which
+  RELION 3.1 keeps untouched as an unknown label;
+- rlnMicrographName <-> location/micrograph_path and, with poses,
+  rlnClassNumber <-> alignments3D/class + 1 are translated instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pandas as pd
+
+from ..data.particles import ParticleSet
+from ..errors import InputError
+from . import cs as cs_io
+from . import star as star_io
+
+SUFFIXES = (".star", ".cs")
+_STAR_OPTICS_OWN = frozenset(star_io.OPTICS_LABELS) - {"rlnOpticsGroupName"}
+
+
+def _suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InputError(f"{path}: unknown particle file type {path.suffix!r}; "
+                         "expected .star (RELION) or .cs (CryoSPARC)")
+    return suffix
+
+
+# --- reading ----------------------------------------------------------------------------
+
+def read_particles(path: str | os.PathLike, root: str | os.PathLike | None = None,
+                   apix: float | None = None) -> ParticleSet:
+    """Read a RELION ``.star`` or CryoSPARC ``.cs`` particle file.
+
+    Parameters
+    ----------
+    path : the particle file; its stacks need not exist.
+    root : directory image paths resolve against. Default: for STAR the
+        working directory (RELION's project directory) if the first stack is
+        found there, else the STAR's directory, else the directory two or
+        three levels up (the project of a job's STAR); for ``.cs`` the project
+        directory (the parent of the job directory holding the file), else
+        the file's directory, else the working directory, whichever finds
+        the first stack (the project directory when none does).
+    apix : pixel size (A) overriding a ``.cs`` file's blob/psize_A.
+
+    Returns
+    -------
+    ParticleSet with ``root`` set.
+    """
+    path = Path(path)
+    if _suffix(path) == ".star":
+        ps = star_io.read_star(path)
+        # RELION resolves against the project directory it runs in; a STAR of a job
+        # (Project/Refine3D/job010/run_data.star) has that directory two levels up.
+        candidates = [Path.cwd(), path.parent, *path.absolute().parents[1:3]]
+        fallback = path.parent
+    else:
+        ps = cs_io.read_cs(path, apix=apix)
+        candidates = [path.parent.parent, path.parent, Path.cwd()]
+        fallback = path.parent.parent
+    ps.root = Path(root) if root is not None else _find_root(ps, candidates, fallback)
+    _fill_missing_box(ps)
+    return ps
+
+
+def _find_root(ps: ParticleSet, candidates: list[Path], fallback: Path) -> Path:
+    first = Path(ps.image_path[0])
+    if first.is_absolute():
+        return fallback
+    for directory in candidates:
+        if (directory / first).exists():
+            return directory
+    return fallback
+
+
+def _fill_missing_box(ps: ParticleSet) -> None:
+    """Box from the stack header for groups whose file did not state it.
+
+    Conversion never needs the stacks, so where they are absent too the box
+    stays 0 (unknown): writers then leave the image size out and commands
+    that need it refuse the set.
+    """
+    for g, group in enumerate(ps.optics):
+        if group.box > 0:
+            continue
+        members = np.flatnonzero(ps.optics_index == g)
+        stack = ps.resolve_image_path(int(members[0])) if len(members) else None
+        if stack is not None and stack.is_file():
+            with mrcfile.open(stack, header_only=True, permissive=True) as mrc:
+                group.box = int(mrc.header.nx)
+
+
+def require_poses(ps: ParticleSet) -> None:
+    """Refuse a set without 3D poses, naming the file and what is missing.
+
+    Conversion accepts such sets; refinement and reconstruction need poses.
+    """
+    if ps.has_pose:
+        return
+    if ps.cs is not None:
+        missing = "fields alignments3D/pose and alignments3D/shift"
+        if any(name.startswith("alignments2D/") for name in ps.cs.dtype.names):
+            missing += " (it has alignments2D only: a 2D classification)"
+    else:
+        missing = "columns _rlnAngleRot, _rlnAngleTilt, _rlnAnglePsi"
+    raise InputError(f"{ps.source}: no 3D poses; expected {missing} from a 3D refinement")
+
+
+def describe(ps: ParticleSet) -> str:
+    """One line: particle count, half-set balance, optics groups, whether poses are known."""
+    n1, n2 = ps.split_balance()
+    if n1 + n2 == 0:
+        halves = "no half split"
+    elif n1 == 0 or n2 == 0:
+        halves = f"halves {n1}/{n2} (degenerate: refinement would refuse it)"
+    else:
+        halves = f"halves {n1}/{n2}"
+    groups = ", ".join(f"{g.name} {g.apix:.4g} A box {g.box or 'unknown'}" for g in ps.optics)
+    poses = "poses present" if ps.has_pose else "poses absent"
+    return f"{len(ps)} particles, {halves}, {len(ps.optics)} optics group(s) [{groups}], {poses}"
+
+
+# --- writing ----------------------------------------------------------------------------
+
+def write_particles(ps: ParticleSet, path: str | os.PathLike) -> None:
+    """Write ``ps`` as ``.star`` or ``.cs`` by suffix (atomic), keeping every column.
+
+    In the format ``ps`` came from, its own table is the starting point and
+    only canonical fields are overwritten; across formats the other format's
+    columns are carried (module docstring).
+    """
+    path = Path(path)
+    if _suffix(path) == ".star":
+        if ps.star_particles is None and ps.cs is not None:
+            particles, optics = cs_fields_as_star(ps)
+            ps = dataclasses.replace(ps, star_particles=particles, star_optics=optics, cs=None,
+                                     meta={**ps.meta, "star_style": "3.1"})
+        star_io.write_star(ps, path)
+    else:
+        if ps.cs is None and ps.star_particles is not None:
+            ps = dataclasses.replace(ps, cs=star_columns_as_cs(ps))
+        cs_io.write_cs(ps, path)
+
+
+# --- the passthrough codec --------------------------------------------------------------
+
+def cs_label(name: str, dtype: np.dtype, shape: tuple = (), flat_index: int | None = None) -> str:
+    """STAR column label carrying .cs field ``name`` (or one element of it)."""
+    code = np.dtype(dtype).str.lstrip("<>|=")
+    if not shape:
+        return f"{star_io.CS_LABEL_PREFIX}{name}:{code}"
+    return f"{star_io.CS_LABEL_PREFIX}{name}:{code}:{'x'.join(map(str, shape))}:{flat_index}"
+
+
+def parse_cs_label(label: str) -> tuple[str, np.dtype, tuple, int | None] | None:
+    """Inverse of :func:`cs_label`; None for a label that is not one."""
+    if not label.startswith(star_io.CS_LABEL_PREFIX):
+        return None
+    parts = label[len(star_io.CS_LABEL_PREFIX):].split(":")
+    try:
+        dtype = np.dtype(parts[1])
+        if len(parts) == 2:
+            return parts[0], dtype, (), None
+        if len(parts) == 4:
+            return parts[0], dtype, tuple(int(s) for s in parts[2].split("x")), int(parts[3])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _text(values: np.ndarray) -> np.ndarray:
+    """.cs values for a STAR column that gives them back exactly.
+
+    float32 survives the writer's 10 significant digits (9 suffice); float64
+    needs its shortest round-trip text; integers and bytes are exact as they are.
+    """
+    if values.dtype.kind == "S":
+        return cs_io.decode_strings(values)
+    if values.dtype.kind == "f" and values.dtype.itemsize > 4:
+        return np.array([repr(v) for v in values.tolist()], dtype=object)
+    return values
+
+
+def _star_values(values: np.ndarray) -> np.ndarray:
+    """A carried .cs field as a STAR column (bytes -> str)."""
+    return cs_io.decode_strings(values) if values.dtype.kind == "S" else values
+
+
+def cs_fields_as_star(ps: ParticleSet) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Particle and optics tables carrying the .cs fields ParticleSet does not hold."""
+    arr = ps.cs
+    own = cs_io.canonical_fields(ps.has_pose)
+    particles: dict[str, object] = {}
+    optics: dict[str, object] = {}
+    # Optics-table values are per group: take them from each group's first member.
+    first_of_group = np.array([next(iter(np.flatnonzero(ps.optics_index == g)), 0)
+                               for g in range(len(ps.optics))], np.int64)
+    for name in arr.dtype.names:
+        values = arr[name]
+        if name in own:
+            continue
+        if name.startswith("rlnOptics/"):
+            optics[name[len("rlnOptics/"):]] = _star_values(values[first_of_group])
+        elif name.startswith("rln/"):
+            particles[name[len("rln/"):]] = _star_values(values)
+        elif name == "location/micrograph_path":
+            particles["rlnMicrographName"] = cs_io.decode_strings(values)
+        elif name == "alignments3D/class" and ps.has_pose:
+            particles["rlnClassNumber"] = values.astype(np.int64) + 1
+        elif values.ndim == 1:
+            particles[cs_label(name, values.dtype)] = _text(values)
+        else:
+            flat = values.reshape(len(values), -1)
+            for j in range(flat.shape[1]):
+                particles[cs_label(name, values.dtype, values.shape[1:], j)] = _text(flat[:, j])
+    exp_groups = ps.meta.get("cs_exp_group_ids", list(range(len(ps.optics))))
+    numbers = np.asarray(exp_groups, np.int64) + 1
+    if len(set(numbers.tolist())) != len(numbers):
+        numbers = np.arange(1, len(ps.optics) + 1)
+    optics_table = pd.DataFrame({"rlnOpticsGroup": numbers, **optics})
+    return pd.DataFrame(particles, index=range(len(ps))), optics_table
+
+
+def _cs_values(series: pd.Series) -> np.ndarray:
+    """A STAR column as a .cs field: text as fixed bytes, numbers as int64 / float64."""
+    if pd.api.types.is_integer_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(np.int64)
+    if pd.api.types.is_float_dtype(series):
+        return series.to_numpy(np.float64)
+    return cs_io.encode_strings(series.astype(str).to_numpy(object))
+
+
+def _decode_cs_column(text: pd.Series, dtype: np.dtype, label: str, source) -> np.ndarray:
+    if dtype.kind == "S":
+        return cs_io.encode_strings(text.astype(str).to_numpy(object)).astype(dtype)
+    try:
+        if dtype.kind in "iu":
+            return text.astype(str).to_numpy(object).astype(dtype)
+        return pd.to_numeric(text.astype(str)).to_numpy().astype(dtype)
+    except (ValueError, OverflowError):
+        raise InputError(f"{source}: column _{label} holds a value that is not {dtype}") from None
+
+
+def star_columns_as_cs(ps: ParticleSet) -> np.ndarray | None:
+    """The .cs fields carrying STAR columns that ParticleSet does not hold."""
+    n = len(ps)
+    df = ps.star_particles.reset_index(drop=True)
+    own = star_io.canonical_particle_labels(ps.has_pose)
+    fields: dict[str, np.ndarray] = {}
+    vectors: dict[str, tuple[np.dtype, tuple, dict[int, np.ndarray]]] = {}
+    for label in df.columns:
+        if label in own:
+            continue
+        parsed = parse_cs_label(label)
+        if parsed is not None:
+            name, dtype, shape, j = parsed
+            values = _decode_cs_column(df[label], dtype, label, ps.source)
+            if not shape:
+                fields[name] = values
+            else:
+                vectors.setdefault(name, (dtype, shape, {}))[2][j] = values
+        elif label == "rlnMicrographName":
+            fields["location/micrograph_path"] = cs_io.encode_strings(df[label].astype(str).to_numpy(object))
+        elif label == "rlnClassNumber" and ps.has_pose and _positive_integers(df[label]):
+            fields["alignments3D/class"] = (df[label].to_numpy(np.int64) - 1).astype("<u4")
+        else:
+            fields[f"rln/{label}"] = _cs_values(df[label])
+    for name, (dtype, shape, elements) in vectors.items():
+        size = int(np.prod(shape))
+        if sorted(elements) != list(range(size)):
+            raise InputError(f"{ps.source}: columns _cs:{name}:... hold elements "
+                             f"{sorted(elements)}; expected all {size} elements of shape {shape}")
+        fields[name] = np.stack([elements[j] for j in range(size)], axis=1).reshape(n, *shape)
+    if ps.star_optics is not None:
+        opt = ps.star_optics.reset_index(drop=True)
+        for label in opt.columns:
+            if label not in _STAR_OPTICS_OWN:
+                fields[f"rlnOptics/{label}"] = _cs_values(opt[label])[ps.optics_index]
+        if "rlnOpticsGroup" in opt.columns:
+            numbers = pd.to_numeric(opt["rlnOpticsGroup"]).to_numpy(np.int64)
+            if np.all(numbers >= 1):
+                fields["ctf/exp_group_id"] = (numbers - 1).astype("<u4")[ps.optics_index]
+    if not fields:
+        return None
+    return cs_io.structured_array(fields)
+
+
+def _positive_integers(series: pd.Series) -> bool:
+    values = pd.to_numeric(series, errors="coerce").to_numpy(float)
+    return bool(np.all(np.isfinite(values) & (values >= 1) & (values == np.round(values))))

@@ -1,0 +1,80 @@
+"""``gmmrefine cryosparc``: refine a live CryoSPARC job's particles into a new External job.
+
+Connection settings come from the options or, as cryosparc-tools reads them,
+from CRYOSPARC_BASE_URL / CRYOSPARC_EMAIL / CRYOSPARC_PASSWORD (4.x servers:
+CRYOSPARC_LICENSE_ID, CRYOSPARC_MASTER_HOSTNAME, CRYOSPARC_BASE_PORT). Every
+RefineOptions field is an option here (``--res-a``, ``--n-gauss``, ...), made
+from the dataclass so a field the engine gains appears without new code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from ..pipeline.options import RefineOptions
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _option_type(annotation: str) -> type:
+    """The value type of a RefineOptions field from its annotation text ("float | None")."""
+    return _TYPES[str(annotation).split("|")[0].strip()]
+
+
+def refine_options(command):
+    """Add one click option per RefineOptions field to ``command``."""
+    for field in reversed(dataclasses.fields(RefineOptions)):
+        default = field.default
+        help_text = f"RefineOptions.{field.name} (default: {'auto' if default is None else default})."
+        command = click.option(f"--{field.name.replace('_', '-').lower()}", field.name,
+                               type=_option_type(field.type), default=None,
+                               help=help_text)(command)
+    return command
+
+
+@click.command()
+@click.option("--project", "project_uid", required=True, help="Project uid, e.g. P3.")
+@click.option("--job", "job_uid", required=True, help="Upstream job whose particles to refine, e.g. J42.")
+@click.option("--workspace", "workspace_uid", required=True, help="Workspace for the new External job, e.g. W1.")
+@click.option("--output", default="particles", show_default=True,
+              help="Name of the upstream job's particle output.")
+@click.option("--title", default="gmmrefine pose refinement", show_default=True,
+              help="Title of the new External job.")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Local directory for the working .cs and the run (default gmmrefine_P_J); "
+                   "the same one continues a stopped run.")
+@click.option("--base-url", envvar="CRYOSPARC_BASE_URL", default=None,
+              help="CryoSPARC URL as in the browser (5.x). [env CRYOSPARC_BASE_URL]")
+@click.option("--host", envvar="CRYOSPARC_MASTER_HOSTNAME", default=None,
+              help="Master host, with --port, instead of --base-url. [env CRYOSPARC_MASTER_HOSTNAME]")
+@click.option("--port", envvar="CRYOSPARC_BASE_PORT", type=int, default=None,
+              help="Base port. [env CRYOSPARC_BASE_PORT]")
+@click.option("--email", envvar="CRYOSPARC_EMAIL", default=None, help="[env CRYOSPARC_EMAIL]")
+@click.option("--password", envvar="CRYOSPARC_PASSWORD", default=None,
+              help="[env CRYOSPARC_PASSWORD]")
+@click.option("--license", "license_id", envvar="CRYOSPARC_LICENSE_ID", default=None,
+              help="License id (4.x servers only). [env CRYOSPARC_LICENSE_ID]")
+@click.option("--no-prior", is_flag=True,
+              help="Pure likelihood: no prior around the input poses (prior_deg/prior_px off).")
+@refine_options
+def main(project_uid: str, job_uid: str, workspace_uid: str, output: str, title: str,
+         work_dir: Path | None, base_url: str | None, host: str | None, port: int | None,
+         email: str | None, password: str | None, license_id: str | None, no_prior: bool,
+         **fields) -> None:
+    """Refine the particles of job JOB in project PROJECT; save them and the maps as a
+    new External job in WORKSPACE (cryosparc-tools 4.x or 5.x)."""
+    from .compat import connect
+    from .cryosparc_job import run_cryosparc_job
+
+    options = RefineOptions(**{name: value for name, value in fields.items() if value is not None})
+    if no_prior:
+        # An unset option means "the engine's default", so switching the prior off needs a flag.
+        options = dataclasses.replace(options, prior_deg=None, prior_px=None)
+    client = connect(base_url=base_url, host=host, port=port, email=email, password=password,
+                     license_id=license_id)
+    uid = run_cryosparc_job(client, project_uid, job_uid, workspace_uid, output=output,
+                            options=options, title=title, work_dir=work_dir, log=click.echo)
+    click.echo(f"Refined particles and maps saved in {project_uid} {uid}")
