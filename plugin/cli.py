@@ -76,5 +76,5 @@ def main(project_uid: str, job_uid: str, workspace_uid: str, output: str, title:
     client = connect(base_url=base_url, host=host, port=port, email=email, password=password,
                      license_id=license_id)
     uid = run_cryosparc_job(client, project_uid, job_uid, workspace_uid, output=output,
-                            options=options, title=title, work_dir=work_dir, log=click.echo)
+                            options=options, title=title, work_dir=work_dir)
     click.echo(f"Refined particles and maps saved in {project_uid} {uid}")

@@ -75,7 +75,7 @@ def run_cryosparc_job(cs_client: Any, project_uid: str, job_uid: str, workspace_
     job.add_output("volume", VOLUME_OUTPUT, slots=list(VOLUME_SLOTS))
     with job.run():
         try:
-            result = _refine(job, input_cs, work / "refine", options, log)
+            result = _refine(job, input_cs, work / "refine", options)
             save_particles(job, particles, result.particles_cs)
             save_volumes(job, result)
         except Exception as err:
@@ -124,15 +124,12 @@ def save_dataset(dataset: Any, path: Path) -> None:
             dataset.save(handle)
 
 
-def _refine(job: Any, input_cs: Path, out_dir: Path, options: RefineOptions,
-            log: Callable[[str], None]) -> RefineResult:
-    from ..pipeline.refinement import run_refinement
+def _refine(job: Any, input_cs: Path, out_dir: Path, options: RefineOptions) -> RefineResult:
+    from ..pipeline.run import run_refinement
 
-    def both(line: str) -> None:
-        log(line)
-        log_progress(job, line)
-
-    return run_refinement(input_cs, out_dir, options, log=both)
+    # The engine's lines go to the job's event log (and to whatever handler the
+    # caller attached to the "gmmrefine" logger, as the CLI does for stdout).
+    return run_refinement(input_cs, out_dir, options, log=lambda line: log_progress(job, line))
 
 
 def refined_rows(input_uids: np.ndarray, refined_uids: np.ndarray) -> np.ndarray:

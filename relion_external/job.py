@@ -114,9 +114,7 @@ def output_nodes(result: RefineResult, job_dir: Path) -> list[pf.OutputNode]:
 
 
 def _refine(command: JobCommand) -> RefineResult:
-    from ..pipeline.refinement import (
-        run_refinement,  # after set_threads: it imports TensorFlow
-    )
+    from ..pipeline.run import run_refinement  # after set_threads: it imports TensorFlow
 
     _say(f"{PROGRAM}: refining {command.particles} into {command.job_dir} "
          f"with {command.threads} thread(s)")

@@ -178,7 +178,7 @@ def test_engine_failure_marks_the_job_failed_with_the_reason(cs_project, tmp_pat
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(importlib.import_module("gmmrefine.refine"), "run_refinement", crash)
+    monkeypatch.setattr(importlib.import_module("gmmrefine.pipeline.run"), "run_refinement", crash)
     client = _client(cs_project)
     with pytest.raises(RuntimeError, match="disk full"):
         run_cryosparc_job(client, "P1", "J1", "W2", work_dir=tmp_path / "work")

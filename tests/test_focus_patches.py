@@ -20,7 +20,7 @@ from gmmrefine.gmm.patches import composite_map, patch_mask, patches_from_centre
 from gmmrefine.io.gmm_files import read_gmm
 from gmmrefine.io.mrc import read_map, write_map
 from gmmrefine.io.particles import read_particles
-from gmmrefine.pipeline import refinement as refine_module
+from gmmrefine.pipeline import run as refine_module
 from gmmrefine.pipeline.options import RefineOptions
 from gmmrefine.reconstruct.fsc import fsc_curve, resolution_at
 from gmmrefine.simulate.dataset import simulate_dataset

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from gmmrefine.cli.main import cli
 from gmmrefine.io.particles import read_particles
 from gmmrefine.pipeline.options import RefineOptions
-from gmmrefine.pipeline.refinement import run_refinement
+from gmmrefine.pipeline.run import run_refinement
 from gmmrefine.reconstruct.fsc import fsc_curve
 from gmmrefine.simulate.dataset import simulate_dataset
 

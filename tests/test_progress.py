@@ -18,13 +18,14 @@ class FakeClock:
 def test_lines_are_throttled_plain_and_report_rate_and_time_left():
     clock, out = FakeClock(), io.StringIO()
     progress = Progress(1000, "reconstruct", stream=out, interval_s=1.0, clock=clock)
-    for _ in range(10):           # 10 updates within 0.5 s: one line only
+    for _ in range(10):           # 10 updates within 0.5 s: no line yet
         clock.t += 0.05
         progress.update(10)
+    assert out.getvalue() == ""
     clock.t = 2.0                 # 200 done in 2 s: 100/s, 800 left -> 8 s
     progress.update(100)
     lines = out.getvalue().splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 1
     assert lines[-1] == "reconstruct: 200/1000 particles, 100/s, 8s left"
     assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
     clock.t = 2.1

@@ -15,7 +15,7 @@ from gmmrefine.align.gauss_newton import (
 )
 from gmmrefine.align.kernel import apply_pose_moves, make_pose_objective
 from gmmrefine.align.options import AlignSettings
-from gmmrefine.align.refine_particles import origin_about_pivot, refine_particles
+from gmmrefine.align.refine_particles import ParticleAligner, origin_about_pivot, refine_particles
 from gmmrefine.align.rings import gather_rings, ring_pixels_for_resolution
 from gmmrefine.cli.main import cli
 from gmmrefine.data.images import ParticleImages
@@ -32,7 +32,9 @@ from gmmrefine.gmm.model import GMM, projected_gmm_image
 from gmmrefine.io.mrc import read_map
 from gmmrefine.io.particles import read_particles
 from gmmrefine.io.stack import StackReader
-from gmmrefine.pipeline import refinement as refine_module
+from gmmrefine.pipeline import iteration as iteration_module
+from gmmrefine.pipeline import references
+from gmmrefine.pipeline import run as refine_module
 from gmmrefine.pipeline.options import RefineOptions
 from gmmrefine.simulate.dataset import simulate_dataset
 
@@ -150,7 +152,7 @@ def test_wiener_weighting_is_the_least_squares_estimate_of_the_truth():
     fsc = fsc_curve(half1, half2)
     shells = rfft_shell_index(truth.shape)
     h, t = np.fft.rfftn(half1), np.fft.rfftn(truth)
-    w = np.fft.rfftn(refine_module.wiener_weighted(half1, fsc))
+    w = np.fft.rfftn(references.wiener_weighted(half1, fsc))
     for shell in range(3, box // 2 - 2):
         on = shells == shell
         least_squares = np.sum((h[on] * t[on].conj()).real) / np.sum(np.abs(h[on]) ** 2)
@@ -217,21 +219,39 @@ def small_set(tmp_path_factory):
 
 
 def _spy(monkeypatch):
-    """Record which half's map every GMM came from and which halves met each GMM."""
-    built, met = {}, []
-    real_gmm, real_refine = refine_module._Refinement._gmm, refine_module.refine_particles
+    """Record which half's map every GMM was fitted to and which halves' particles met it."""
+    previous, made, built, met = {}, {}, {}, []
+    real_iteration, real_wiener = iteration_module.refine_iteration, iteration_module.wiener_weighted
+    real_gmm, real_init = iteration_module.half_gmm, ParticleAligner.__init__
+    real_align = ParticleAligner.align
 
-    def gmm_spy(self, it, half, res_A):
-        gmm, info = real_gmm(self, it, half, res_A)
-        built[id(gmm)] = half
+    def iteration_spy(inputs, prev, *args, **kwargs):
+        previous["maps"] = prev.maps
+        return real_iteration(inputs, prev, *args, **kwargs)
+
+    def wiener_spy(half_map, fsc):
+        out = real_wiener(half_map, fsc)
+        made[id(out)] = 1 if half_map is previous["maps"].half1 else 2
+        return out
+
+    def gmm_spy(inputs, source, res_A, seed, half):
+        gmm, info = real_gmm(inputs, source, res_A, seed, half)
+        built[id(gmm)] = made[id(source)]
         return gmm, info
 
-    def refine_spy(gmm, images, *args, **kwargs):
-        met.append((built[id(gmm)], set(np.unique(images.particles.half_set).tolist())))
-        return real_refine(gmm, images, *args, **kwargs)
+    def init_spy(self, gmm, *args, **kwargs):
+        real_init(self, gmm, *args, **kwargs)
+        self.spied_half = built[id(gmm)]
 
-    monkeypatch.setattr(refine_module._Refinement, "_gmm", gmm_spy)
-    monkeypatch.setattr(refine_module, "refine_particles", refine_spy)
+    def align_spy(self, images, index, **kwargs):
+        met.append((self.spied_half, set(np.unique(images.particles.half_set[index]).tolist())))
+        return real_align(self, images, index, **kwargs)
+
+    monkeypatch.setattr(iteration_module, "refine_iteration", iteration_spy)
+    monkeypatch.setattr(iteration_module, "wiener_weighted", wiener_spy)
+    monkeypatch.setattr(iteration_module, "half_gmm", gmm_spy)
+    monkeypatch.setattr(ParticleAligner, "__init__", init_spy)
+    monkeypatch.setattr(ParticleAligner, "align", align_spy)
     return met
 
 

@@ -101,7 +101,7 @@ def test_no_output_directory_is_reported_without_marker(tmp_path, monkeypatch, c
 
 
 def test_crash_leaves_failure_marker_with_exception_line(tmp_path, monkeypatch, capsys):
-    refine = importlib.import_module("gmmrefine.refine")
+    refine = importlib.import_module("gmmrefine.pipeline.run")
 
     def crash(*args, **kwargs):
         raise RuntimeError("out of memory in batch 3")

@@ -26,9 +26,9 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import tensorflow as tf
 from scipy.spatial.transform import Rotation
 
+from ..device import tf
 from ..gmm.model import GMM
 from .adam import AlignedBatch
 from .kernel import (

@@ -35,9 +35,9 @@ import functools
 from typing import Callable
 
 import numpy as np
-import tensorflow as tf
 from scipy.spatial.transform import Rotation
 
+from ..device import tf
 from ..gmm.model import GMM
 from .rings import RingPixels, frc_mean
 

@@ -1,9 +1,7 @@
 """Refine the poses of one half's particles against that half's GMM.
 
 Particles are read from disk in chunks (host memory bounded by the chunk
-size) and aligned in batches (device memory bounded by the batch size). The
-function sees one GMM and one set of particles: the caller hands it a half's
-particles with the same half's GMM, and nothing here could mix them.
+size) and aligned in batches (device memory bounded by the batch size).
 """
 
 from __future__ import annotations
@@ -77,6 +75,99 @@ def prior_sd(options: AlignOptions, shift_scale: float) -> np.ndarray | None:
                     + [options.prior_px * shift_scale / np.sqrt(2.0)] * 2)
 
 
+class ParticleAligner:
+    """Aligns particles of one half against that half's GMM at one target resolution.
+
+    Built once per GMM and iteration (the compiled objective, the rings and
+    the coarse passes are set up here); :meth:`align` then serves any
+    number of chunks. It sees one GMM: the caller hands it a half's particles
+    with the same half's GMM, and nothing here could mix them.
+
+    Parameters
+    ----------
+    gmm
+        This half's GMM (Angstrom from the box centre).
+    box, apix
+        The particles' stored box and pixel size.
+    res_A
+        Target resolution: rings from ``options.low_cut_A`` to here, on the
+        Fourier-cropped box that reaches it.
+    options
+        Score, optimiser settings, prior, coarse passes, batch size.
+    pivot_A
+        (x, y, z) the pose moves turn about (default the box centre); the
+        shift prior then holds that point's image, not the box centre's.
+    """
+
+    def __init__(self, gmm: GMM, box: int, apix: float, res_A: float, options: AlignOptions,
+                 pivot_A: np.ndarray | None = None):
+        self.options = options
+        self.crop, self.crop_apix = alignment_grid(box, apix, res_A)
+        self.pixels = ring_pixels_for_resolution(self.crop, self.crop_apix,
+                                                 max(res_A, 2 * self.crop_apix), options.low_cut_A)
+        self.pivot = np.zeros(3) if pivot_A is None else np.asarray(pivot_A, float)
+        if np.any(self.pivot):
+            gmm = GMM(gmm.centres_A - self.pivot, gmm.amplitudes, gmm.widths_A)
+        shift_scale = apix / self.crop_apix
+        self._align = _aligner(gmm, self.pixels, self.crop_apix, options, shift_scale)
+        # Coarse passes read the same cropped spectra, fewer rings of them.
+        self._coarse = []
+        for limit in coarse_resolutions(res_A, options):
+            px = ring_pixels_for_resolution(self.crop, self.crop_apix, limit, options.low_cut_A)
+            self._coarse.append((px, _aligner(gmm, px, self.crop_apix, options, shift_scale,
+                                              step_scale=2.0)))
+
+    def align(self, images: ParticleImages, index: np.ndarray, *,
+              prior_poses: tuple[np.ndarray, np.ndarray] | None = None,
+              raw: np.ndarray | None = None, progress=None,
+              should_abort: Callable[[], bool] = lambda: False
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """New poses of particles ``index`` of ``images`` (rotation (n,3,3), shift_A (n,2)),
+        starting from their current poses, with each one's score before and after.
+
+        ``prior_poses`` (rotation, shift_A) of these particles centre the prior
+        (default: their current poses); ``raw``: their
+        :meth:`ParticleImages.raw_spectra`, when the caller has read them already.
+        Raises :class:`gmmrefine.errors.Aborted` between batches once
+        ``should_abort()`` is true.
+        """
+        options, pivot = self.options, self.pivot
+        index = np.asarray(index, np.int64).reshape(-1)
+        ps = images.particles
+        rotation = ps.rotation[index].copy()
+        shift = origin_about_pivot(rotation, ps.shift_A[index], pivot)
+        centre_rot, centre_shift = (rotation.copy(), shift.copy()) if prior_poses is None else (
+            prior_poses[0], origin_about_pivot(prior_poses[0], prior_poses[1], pivot))
+        # "cc" compares the particle with the CTF-modulated projection (the
+        # likelihood's own comparison under white noise); "frc" flips
+        # phases and ignores CTF amplitudes, as the paper does.
+        spectra, ctf, _ = images.spectra(index, box_out=self.crop, center=False,
+                                         phase_flip=options.score == "frc", raw=raw)
+        data = gather_rings(spectra, self.pixels)
+        ctf_rings = gather_rings(ctf, self.pixels).real if options.score == "cc" else None
+        coarse_rings = [(gather_rings(spectra, px), gather_rings(ctf, px).real, aligner)
+                        for px, aligner in self._coarse]
+        del spectra, ctf
+        n = len(index)
+        score0, score1 = np.zeros(n), np.zeros(n)
+        for b in range(0, n, options.batch):
+            if should_abort():
+                raise Aborted("stopped on request")
+            rows = slice(b, b + options.batch)
+            jump = _coarse_search(coarse_rings, rows, rotation[rows], shift[rows],
+                                  centre_rot[rows], centre_shift[rows], self.crop_apix)
+            result = self._align(rotation[rows], shift[rows], data[rows],
+                                 None if ctf_rings is None else ctf_rings[rows],
+                                 centre_rot[rows], centre_shift[rows], jump_to=jump)
+            rotation[rows], shift[rows] = apply_pose_moves(rotation[rows], shift[rows],
+                                                           result.dtheta_deg, result.dshift_px,
+                                                           self.crop_apix)
+            score0[rows], score1[rows] = result.score_start, result.score_best
+            if progress is not None:
+                progress.update(len(score0[rows]))
+        return rotation, origin_about_pivot(rotation, shift, -pivot), score0, score1
+
+
 def refine_particles(gmm: GMM, images: ParticleImages, res_A: float, options: AlignOptions, *,
                      prior_poses: tuple[np.ndarray, np.ndarray] | None = None,
                      pivot_A: np.ndarray | None = None,
@@ -85,59 +176,22 @@ def refine_particles(gmm: GMM, images: ParticleImages, res_A: float, options: Al
     """New poses of every particle of ``images`` (rotation (n,3,3), shift_A (n,2)),
     with each particle's score before and after.
 
-    ``prior_poses`` (rotation, shift_A) centre the prior (default: the
-    particles' current poses). ``pivot_A`` (x, y, z): the point the pose
-    moves turn about (default the box centre); the shift prior then holds
-    that point's image, not the box centre's.
+    Particles are read in chunks of ``options.chunk`` (host memory) and aligned
+    in batches of ``options.batch`` (device memory). ``prior_poses``
+    (rotation, shift_A) of all the particles centre the prior (default:
+    their current poses); ``pivot_A`` as for :class:`ParticleAligner`.
     """
-    ps = images.particles
-    crop, crop_apix = alignment_grid(images.box, images.apix, res_A)
-    pixels = ring_pixels_for_resolution(crop, crop_apix, max(res_A, 2 * crop_apix),
-                                        options.low_cut_A)
-    pivot = np.zeros(3) if pivot_A is None else np.asarray(pivot_A, float)
-    if np.any(pivot):
-        gmm = GMM(gmm.centres_A - pivot, gmm.amplitudes, gmm.widths_A)
-    shift_scale = images.apix / crop_apix
-    align = _aligner(gmm, pixels, crop_apix, options, shift_scale)
-    # Coarse passes read the same cropped spectra, fewer rings of them.
-    coarse = []
-    for limit in coarse_resolutions(res_A, options):
-        px = ring_pixels_for_resolution(crop, crop_apix, limit, options.low_cut_A)
-        coarse.append((px, _aligner(gmm, px, crop_apix, options, shift_scale, step_scale=2.0)))
-    n = len(ps)
-    rotation = ps.rotation.copy()
-    shift = origin_about_pivot(rotation, ps.shift_A, pivot)
-    centre_rot, centre_shift = (rotation.copy(), shift.copy()) if prior_poses is None else (
-        prior_poses[0], origin_about_pivot(prior_poses[0], prior_poses[1], pivot))
-    score0, score1 = np.zeros(n), np.zeros(n)
+    aligner = ParticleAligner(gmm, images.box, images.apix, res_A, options, pivot_A)
+    n = len(images)
+    out = (np.zeros((n, 3, 3)), np.zeros((n, 2)), np.zeros(n), np.zeros(n))
     for lo in range(0, n, options.chunk):
         index = np.arange(lo, min(n, lo + options.chunk))
-        # "cc" compares the particle with the CTF-modulated projection (the
-        # likelihood's own comparison under white noise); "frc" flips
-        # phases and ignores CTF amplitudes, as the paper does.
-        spectra, ctf, _ = images.spectra(index, box_out=crop, center=False,
-                                         phase_flip=options.score == "frc")
-        data = gather_rings(spectra, pixels)
-        ctf_rings = gather_rings(ctf, pixels).real if options.score == "cc" else None
-        coarse_rings = [(gather_rings(spectra, px), gather_rings(ctf, px).real, aligner)
-                        for px, aligner in coarse]
-        del spectra, ctf
-        for b in range(0, len(index), options.batch):
-            if should_abort():
-                raise Aborted("stopped on request")
-            batch, rows = index[b:b + options.batch], slice(b, b + options.batch)
-            jump = _coarse_search(coarse_rings, rows, rotation[batch], shift[batch],
-                                  centre_rot[batch], centre_shift[batch], crop_apix)
-            result = align(rotation[batch], shift[batch], data[rows],
-                           None if ctf_rings is None else ctf_rings[rows],
-                           centre_rot[batch], centre_shift[batch], jump_to=jump)
-            rotation[batch], shift[batch] = apply_pose_moves(rotation[batch], shift[batch],
-                                                        result.dtheta_deg, result.dshift_px,
-                                                        crop_apix)
-            score0[batch], score1[batch] = result.score_start, result.score_best
-            if progress is not None:
-                progress.update(len(batch))
-    return rotation, origin_about_pivot(rotation, shift, -pivot), score0, score1
+        prior = None if prior_poses is None else (prior_poses[0][index], prior_poses[1][index])
+        result = aligner.align(images, index, prior_poses=prior, progress=progress,
+                               should_abort=should_abort)
+        for total, part in zip(out, result):
+            total[index] = part
+    return out
 
 
 def _coarse_search(coarse_rings: list, rows: slice, rotation: np.ndarray, shift: np.ndarray,

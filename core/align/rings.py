@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
+from ..device import tf
 from ..errors import InputError
 
 

@@ -8,14 +8,17 @@ import click
 
 from .. import __version__
 from ..errors import InputError
+from ..report.log import lines_to
 
 
 class _Group(click.Group):
-    """Turn InputError into one line on stderr and exit 2, never a traceback."""
+    """Engine log lines to standard output; InputError as one line on stderr and exit 2,
+    never a traceback."""
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with lines_to(click.echo):
+                return super().invoke(ctx)
         except InputError as err:
             click.echo(f"gmmrefine: error: {err}", err=True)
             sys.exit(2)

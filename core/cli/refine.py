@@ -65,11 +65,11 @@ from ..pipeline.options import RefineOptions
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
 def main(particles: Path, out_dir: Path, no_prior: bool, **kwargs) -> None:
     """Refine particle poses against per-half GMMs, iterating with reconstruction and FSC."""
-    from ..pipeline.refinement import run_refinement
+    from ..pipeline.run import run_refinement
 
     if no_prior:
         kwargs.update(prior_deg=None, prior_px=None)
-    result = run_refinement(particles, out_dir, RefineOptions(**kwargs), log=click.echo)
+    result = run_refinement(particles, out_dir, RefineOptions(**kwargs))
     click.echo(f"Gold-standard resolution: {result.start_resolution_A:.2f} A -> "
                f"{result.resolution_A:.2f} A")
     click.echo(f"Refined particles: {result.particles_star} and {result.particles_cs}")

@@ -95,8 +95,14 @@ class ParticleImages:
         return self.reader.read(ps.image_path[index], ps.image_index[index], rows=index,
                                 expected_box=self.box)
 
+    def raw_spectra(self, index: np.ndarray) -> np.ndarray:
+        """Centred spectra (n, B, B) complex64 of the stored images, nothing applied: one read
+        and one FFT that :meth:`spectra` can serve several ways (``raw=``)."""
+        return _fft2c_single(self.images(np.asarray(index, np.int64).reshape(-1)))
+
     def spectra(self, index: np.ndarray, *, box_out: int | None = None, center: bool = True,
-                phase_flip: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+                phase_flip: bool = False, shift_A: np.ndarray | None = None,
+                raw: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, float]:
         """Centred spectra of particles ``index`` with their CTFs.
 
         Parameters
@@ -110,6 +116,10 @@ class ParticleImages:
             particle is brought to the box centre as I(x - o), a phase ramp.
         phase_flip
             Multiply by sign(CTF) (the CTF returned stays signed).
+        shift_A
+            (n, 2) origins to centre by instead of the set's own (a pose just refined).
+        raw
+            :meth:`raw_spectra` of the same ``index``, already computed.
 
         Returns
         -------
@@ -126,13 +136,15 @@ class ParticleImages:
         if b > self.box or b < 2:
             raise ValueError(f"box_out {b} must lie in 2..{self.box}")
         apix_out = self.apix * self.box / b
-        spectra = fourier_crop_2d(_fft2c_single(self.images(index)), b)
+        raw = self.raw_spectra(index) if raw is None else raw
+        spectra = fourier_crop_2d(raw, b)
         if b != self.box:
             # An unnormalised FFT of fewer pixels: rescale so the cropped
             # spectrum is that of the downsampled image, pixel values kept.
             spectra = spectra * (b / self.box) ** 2
         if center:
-            spectra = spectra * centering_ramp(b, apix_out, self.particles.shift_A[index])
+            origin = self.particles.shift_A[index] if shift_A is None else shift_A
+            spectra = spectra * centering_ramp(b, apix_out, origin)
         ctf = particle_ctfs(self.particles, index, b, apix_out)
         if phase_flip:
             spectra = apply_phase_flip(spectra, ctf)

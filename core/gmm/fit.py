@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
 from scipy.cluster.vq import kmeans2
 from scipy.spatial import cKDTree
 
+from ..device import tf
 from ..errors import InputError
 from ..fourier.filters import lowpass
 from ..fourier.grids import fourier_crop_3d

@@ -77,7 +77,7 @@ class RefineOptions:
     outside: str = "widen"
     low_cut_A: float = 25.0
     batch: int = 16
-    chunk: int = 20000
+    chunk: int = 2000
     steps: int | None = None
     step_deg: float | None = None
     step_px: float | None = None
@@ -115,3 +115,6 @@ class RefineResult:
     start_resolution_A: float
     resolution_A: float
     resolutions_A: list[float] = field(default_factory=list)   # one per finished iteration
+    # With a mask: the corrected FSC's resolution within it, at the start and at the end.
+    start_masked_resolution_A: float | None = None
+    masked_resolution_A: float | None = None

@@ -22,37 +22,44 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..errors import InputError
 from ..fourier.filters import lowpass
 from ..fourier.masks import auto_mask
 from ..gmm.focus import mask_values_at
 from ..gmm.patches import Patch, composite_map, patch_mask, patches_from_centres
 from ..io.atomic import write_text_atomic
-from ..io.gmm_files import read_gmm
 from ..io.mrc import read_map, read_mask, write_map
 from ..io.particles import read_particles
-from ..io.tables import read_fsc_csv, write_fsc_csv
 from ..reconstruct.fsc import fsc_curve, masked_fsc_corrected, resolution_at
 from ..report.plots import plot_fsc
+from ..report.slices import plot_run_comparison
 from .options import RefineOptions, RefineResult
-from .run_directory import check_resumable
+from .refinement import refine_single
+from .run_directory import (
+    FSC_PNG,
+    RECORD,
+    Maps,
+    RunLayout,
+    check_resumable,
+    read_final_maps,
+    run_files,
+    write_maps,
+)
 
-HALF_MAPS = ("half1.mrc", "half2.mrc")
+log = logging.getLogger(__name__)
+
+PATCHES_CSV = "patches.csv"
+COMPARISON_PNG = "comparison.png"
+GLOBAL_DIR = "global"
+MASK = "mask.mrc"
 
 
-def _check_patch_options(options: RefineOptions) -> None:
-    if options.patches is not None and options.patches < 1:
-        raise InputError(f"refine: patches {options.patches}; expected >= 1")
-    if options.patch_iterations < 1:
-        raise InputError(f"refine: patch_iterations {options.patch_iterations}; expected >= 1")
-
-
-def _patch_centres(global_run: Path, iterations: int, region: np.ndarray | None,
+def _patch_centres(global_run: RunLayout, iterations: int, region: np.ndarray | None,
                    apix: float) -> np.ndarray:
     """Centres of both halves' final GMMs inside ``region`` (mask >= 0.5).
 
@@ -64,10 +71,9 @@ def _patch_centres(global_run: Path, iterations: int, region: np.ndarray | None,
     neither; at the resolution of a patch mask (a sphere several nanometres
     wide) this shares nothing the FSC could be fooled by.
     """
-    last = global_run / f"iter_{iterations:03d}"
-    centres = np.concatenate([read_gmm(last / f"gmm_half{h}.npz").centres_A for h in (1, 2)])
+    centres = np.concatenate([global_run.load_gmm(iterations, h).centres_A for h in (1, 2)])
     if region is None:
-        volume, _ = read_map(global_run / "map.mrc")
+        volume, _ = read_map(global_run.files.map)
         region = auto_mask(volume, apix)
     return centres[mask_values_at(region, centres, apix) >= 0.5]
 
@@ -85,41 +91,32 @@ def _write_table(path: Path, patches: list[Patch], before: list[float], after: l
 
 class _PatchRefinement:
     def __init__(self, particles: Path, out_dir: Path, options: RefineOptions,
-                 log: Callable[[str], None], should_abort: Callable[[], bool]):
-        from .refinement import check_options
-
-        # Every option is checked before the run directory gets its first file.
-        check_options(options)
-        _check_patch_options(options)
+                 should_abort: Callable[[], bool]):
         self.particles, self.out, self.options = particles, out_dir, options
-        self.log, self.should_abort = log, should_abort
+        self.should_abort = should_abort
         ps = read_particles(particles, root=options.root)
         self.root = str(ps.root)
         self.box, self.apix = ps.common_box_apix()
         self.region = (None if options.mask is None
                        else read_mask(options.mask, self.box, self.apix))
         # What places and runs the patches; the stages' own directories check the rest.
-        check_resumable(out_dir / "run.json", str(particles.resolve()), options,
+        check_resumable(out_dir / RECORD, str(particles.resolve()), options,
                         keys=("patches", "patch_iterations", "seed", "mask", "sym"))
 
     def _refine(self, particles: Path, out: Path, options: RefineOptions) -> RefineResult:
-        from .refinement import run_refinement
-
-        return run_refinement(particles, out, options, log=self.log,
-                              should_abort=self.should_abort)
+        return refine_single(particles, out, options, should_abort=self.should_abort)
 
     def run(self) -> RefineResult:
         opts = self.options
         self.out.mkdir(parents=True, exist_ok=True)
-        if not (self.out / "run.json").exists():
+        if not (self.out / RECORD).exists():
             # Written first so a resumed run can be checked against it.
-            write_text_atomic(self.out / "run.json", json.dumps(
+            write_text_atomic(self.out / RECORD, json.dumps(
                 {"input": str(self.particles.resolve()), "options": opts.to_dict()}, indent=2) + "\n")
-        self.log(f"patch refinement: global refinement first ({opts.iterations} iterations)")
+        log.info(f"patch refinement: global refinement first ({opts.iterations} iterations)")
         # The mask, if any, chooses where patches go; the global run is not focused.
-        global_opts = _single_run(opts, mask=None)
-        glob = self._refine(self.particles, self.out / "global", global_opts)
-        centres = _patch_centres(glob.out_dir, opts.iterations, self.region, self.apix)
+        glob = self._refine(self.particles, self.out / GLOBAL_DIR, _single_run(opts, mask=None))
+        centres = _patch_centres(RunLayout(glob.out_dir), opts.iterations, self.region, self.apix)
         patches = patches_from_centres(centres, opts.patches, seed=opts.seed)
         masks = [patch_mask(p, self.box, self.apix) for p in patches]
         results = [self._patch(p, m, glob) for p, m in zip(patches, masks)]
@@ -128,10 +125,10 @@ class _PatchRefinement:
     def _patch(self, patch: Patch, mask: np.ndarray, glob: RefineResult) -> RefineResult:
         out = self.out / f"patch_{patch.index:02d}"
         out.mkdir(parents=True, exist_ok=True)
-        mask_path = out / "mask.mrc"
+        mask_path = out / MASK
         if not mask_path.exists():
             write_map(mask_path, mask, self.apix)
-        self.log(f"patch {patch.index}/{self.options.patches}: {patch.n_gauss} Gaussians, centre "
+        log.info(f"patch {patch.index}/{self.options.patches}: {patch.n_gauss} Gaussians, centre "
                  f"({', '.join(f'{c:.1f}' for c in patch.centre_A)}) A, radius "
                  f"{patch.radius_A:.1f} A; {self.options.patch_iterations} focused iterations")
         # Each patch starts from the global poses and refines its own copy of them.
@@ -144,27 +141,21 @@ class _PatchRefinement:
 
     def _composite(self, glob: RefineResult, patches: list[Patch], masks: list[np.ndarray],
                    results: list[RefineResult]) -> RefineResult:
-        halves = []
-        for name in HALF_MAPS:
-            fill, _ = read_map(glob.out_dir / name)
-            maps = [read_map(r.out_dir / name)[0] for r in results]
-            halves.append(composite_map(maps, masks, fill=fill))
+        fills = read_final_maps(glob.out_dir)
+        per_patch = [read_final_maps(r.out_dir) for r in results]
+        halves = [composite_map([m[h] for m in per_patch], masks, fill=fills[h]) for h in (0, 1)]
         full = 0.5 * (halves[0] + halves[1])
         fsc = fsc_curve(*halves)
         union = np.clip(np.sum(masks, axis=0), 0.0, 1.0)
         masked = masked_fsc_corrected(halves[0], halves[1], union, self.apix)
-        for name, volume in zip((*HALF_MAPS, "map.mrc"), (*halves, full)):
-            write_map(self.out / name, volume, self.apix)
-        write_fsc_csv(self.out / "fsc.csv", fsc, self.box, self.apix,
-                      extra={"fsc_masked_corrected": masked.corrected})
-        # The global run wrote its curve; no need to read its halves again.
-        global_fsc = read_fsc_csv(glob.fsc_csv)
-        plot_fsc(self.out / "fsc.png", {"global": global_fsc, "composite": fsc,
-                                        "composite, within the patches": masked.corrected},
+        write_maps(self.out, Maps(halves[0], halves[1], full, fsc, masked.corrected), self.apix)
+        global_fsc = fsc_curve(fills[0], fills[1])
+        plot_fsc(self.out / FSC_PNG, {"global": global_fsc, "composite": fsc,
+                                      "composite, within the patches": masked.corrected},
                  self.box, self.apix)
-        before = [_masked_resolution(r, first=True) for r in results]
-        after = [_masked_resolution(r, first=False) for r in results]
-        _write_table(self.out / "patches.csv", patches, before, after)
+        before = [r.start_masked_resolution_A for r in results]
+        after = [r.masked_resolution_A for r in results]
+        _write_table(self.out / PATCHES_CSV, patches, before, after)
         res = resolution_at(fsc, self.box, self.apix)
         self._comparison(glob, patches, masks, before, after, lowpass(full, self.apix, res))
         record = {"input": str(self.particles.resolve()), "options": self.options.to_dict(),
@@ -173,25 +164,23 @@ class _PatchRefinement:
                                                                  self.apix),
                   "patches": [{**p.as_dict(), "resolution_before_A": b, "resolution_after_A": a}
                               for p, b, a in zip(patches, before, after)]}
-        write_text_atomic(self.out / "run.json", json.dumps(record, indent=2) + "\n")
+        write_text_atomic(self.out / RECORD, json.dumps(record, indent=2) + "\n")
         for p, b, a in zip(patches, before, after):
-            self.log(f"patch {p.index}: {b:.2f} A -> {a:.2f} A within its mask")
-        self.log(f"composite: {res:.2f} A (global {glob.resolution_A:.2f} A); results in {self.out}")
-        return RefineResult(self.out, glob.particles_star, glob.particles_cs,
-                            self.out / HALF_MAPS[0], self.out / HALF_MAPS[1], self.out / "map.mrc",
-                            self.out / "fsc.csv", glob.start_resolution_A, res,
+            log.info(f"patch {p.index}: {b:.2f} A -> {a:.2f} A within its mask")
+        log.info(f"composite: {res:.2f} A (global {glob.resolution_A:.2f} A); results in {self.out}")
+        files = run_files(self.out)
+        return RefineResult(self.out, glob.particles_star, glob.particles_cs, files.half1,
+                            files.half2, files.map, files.fsc_csv, glob.start_resolution_A, res,
                             [*glob.resolutions_A, res])
 
     def _comparison(self, glob: RefineResult, patches: list[Patch], masks: list[np.ndarray],
                     before: list[float], after: list[float], final: np.ndarray) -> None:
-        from ..report.slices import plot_run_comparison
-
         # Each map filtered to its own resolution, so the slices show what it resolves.
-        start, _ = read_map(glob.out_dir / "iter_000" / "map.mrc")
-        start = lowpass(start, self.apix, glob.start_resolution_A)
+        start = lowpass(RunLayout(glob.out_dir).iteration_map(0), self.apix,
+                        glob.start_resolution_A)
         table = [{"patch": f"patch {p.index}", "before_A": b, "after_A": a}
                  for p, b, a in zip(patches, before, after)]
-        plot_run_comparison(self.out / "comparison.png", table, start, final, self.apix,
+        plot_run_comparison(self.out / COMPARISON_PNG, table, start, final, self.apix,
                             masks=masks, title="patch-by-patch refinement")
 
 
@@ -203,18 +192,11 @@ def _single_run(options: RefineOptions, **changes) -> RefineOptions:
                                **changes)
 
 
-def _masked_resolution(result: RefineResult, first: bool) -> float:
-    record = json.loads((result.out_dir / "run.json").read_text())
-    key = "start_masked_resolution_A" if first else "masked_resolution_A"
-    return float(record[key])
-
-
 def run_patch_refinement(particles: Path, out_dir: Path, options: RefineOptions, *,
-                         log: Callable[[str], None] = print,
                          should_abort: Callable[[], bool] = lambda: False) -> RefineResult:
     """Global refinement, ``options.patches`` focused patch runs, and their composite map.
 
     Returns a RefineResult whose maps and FSC are the composite's and whose
     particle files are the global run's (each patch's are in DIR/patch_NN/).
     """
-    return _PatchRefinement(Path(particles), Path(out_dir), options, log, should_abort).run()
+    return _PatchRefinement(Path(particles), Path(out_dir), options, should_abort).run()

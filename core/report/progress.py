@@ -4,14 +4,18 @@ Plain lines, never carriage returns or terminal codes: RELION appends a job's
 stdout to run.out and CryoSPARC shows it in an event log, where control codes
 turn into garbage. Lines are throttled (one per ``interval_s`` at most) so a
 loop over millions of particles does not flood the log; what was done is kept
-in :attr:`Progress.messages` for a summary or a host's log.
+in :attr:`Progress.messages` for a summary. Lines are log records of the
+``gmmrefine.report.progress`` logger (gmmrefine.report.log), so they reach the same
+places, in order, as every other line of a run.
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from typing import Callable, TextIO
+
+_log = logging.getLogger(__name__)
 
 
 def format_duration(seconds: float) -> str:
@@ -34,7 +38,7 @@ class Progress:
     label
         What the loop does (starts every line).
     stream
-        Where lines go; standard error when None.
+        Where lines go; None: the ``gmmrefine.report.progress`` logger.
     interval_s
         Least time between two progress lines (the last one always prints).
     clock
@@ -44,7 +48,7 @@ class Progress:
     """
 
     def __init__(self, total: int, label: str = "", *, stream: TextIO | None = None,
-                 interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 interval_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
                  unit: str = "particles"):
         self.total = int(total)
         self.label = label
@@ -55,11 +59,13 @@ class Progress:
         self.done = 0
         self.messages: list[str] = []
         self._start = clock()
-        self._last_line = -float("inf")
+        self._last_line = self._start
 
     def _write(self, line: str) -> None:
-        stream = sys.stderr if self.stream is None else self.stream
-        print(line, file=stream, flush=True)
+        if self.stream is None:
+            _log.info(line)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def line(self) -> str:
         """The current progress line."""

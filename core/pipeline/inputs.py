@@ -1,0 +1,109 @@
+"""Everything a refinement reads before it writes its first file, read and checked once.
+
+Bad input of any kind (particles, a degenerate split, a mask of another
+box, a reference of another pixel size, a model that cannot be read) stops
+here with one line, so a run never leaves partial output behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.particles import ParticleSet
+from ..data.symmetry_groups import symmetry_order
+from ..errors import InputError
+from ..gmm.focus import mask_centroid_A
+from ..io.expand import expand_particles
+from ..io.mrc import read_map, read_mask
+from ..io.particles import read_particles, require_poses
+from .options import RefineOptions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """A run's inputs in the engine's convention.
+
+    particles    the set refined: halves assigned, expanded to C1 when a
+                 focused run has symmetry (one copy per operator)
+    recon_sym    the point group the loop reconstructs with ("C1" when expanded)
+    mask         soft focus mask [z, y, x] in [0, 1], or None
+    pivot_A      the mask's weighted centre (x, y, z): focused pose moves turn
+                 about it, or None
+    reference    map for the first iteration's GMMs, or None
+    model        (coordinates in the engine's frame, per-atom weights), or None
+    """
+
+    source: Path
+    particles: ParticleSet
+    box: int
+    apix: float
+    options: RefineOptions
+    expanded: bool
+    recon_sym: str
+    mask: np.ndarray | None
+    pivot_A: np.ndarray | None
+    reference: np.ndarray | None
+    model: tuple[np.ndarray, np.ndarray] | None
+
+
+def read_inputs(particles: Path, options: RefineOptions) -> RunInputs:
+    """Read and check a run's particles, mask, reference and model (InputError: one line)."""
+    particles = Path(particles)
+    ps = read_particles(particles, root=options.root)
+    require_poses(ps)
+    ps, note = ps.with_halves()
+    if note:
+        log.info(note)
+    # Focus on one region of a symmetric particle: each copy of the particle
+    # aligns that region on its own, so the set is expanded and the maps are
+    # C1 until symmetry is re-imposed on the results.
+    expanded = options.mask is not None and symmetry_order(options.sym) > 1
+    if expanded:
+        ps = expand_particles(ps, options.sym)
+        log.info(f"focused run with {options.sym}: particles expanded to {len(ps)} copies")
+    box, apix = ps.common_box_apix()
+    n1, n2 = ps.split_balance()
+    log.info(f"{len(ps)} particles (half 1: {n1}, half 2: {n2}), box {box}, "
+             f"{apix:.4g} A/px, symmetry {options.sym}")
+    mask = None if options.mask is None else read_mask(options.mask, box, apix)
+    # A focused alignment turns the region about its own centre: about the box centre,
+    # a domain's turn is also a slide, which the shift prior holds back.
+    pivot = None if mask is None else mask_centroid_A(mask, apix)
+    return RunInputs(particles, ps, box, apix, options, expanded,
+                     "C1" if expanded else options.sym, mask, pivot,
+                     _read_reference(options.reference, box, apix),
+                     None if options.model is None else model_coordinates(options.model, box,
+                                                                          apix))
+
+
+def _read_reference(path: str | None, box: int, apix: float) -> np.ndarray | None:
+    if path is None:
+        return None
+    reference, ref_apix = read_map(path)
+    if reference.shape[0] != box or abs(ref_apix - apix) > 1e-3 * apix:
+        raise InputError(f"{path}: box {reference.shape[0]}, {ref_apix:.4g} A/px; expected box "
+                         f"{box} at {apix:.4g} A/px like the particles")
+    return reference
+
+
+def model_coordinates(path: str, box: int, apix: float) -> tuple[np.ndarray, np.ndarray]:
+    """Atoms of a PDB in our frame (Angstrom from the box centre) and their weights.
+
+    A PDB written by gmmrefine says where the box centre is; any other is
+    taken in the map's frame (as fitted in ChimeraX to our MRC, origin at
+    the map's corner), so the box centre is subtracted.
+    """
+    from ..simulate.pdb import _CENTRE_TAG, read_pdb
+    from ..simulate.render import atom_amplitude
+
+    model = read_pdb(path)
+    coords = model.coords_A
+    if _CENTRE_TAG not in Path(path).read_text():
+        coords = coords - (box // 2) * apix
+    return coords, atom_amplitude(model.element)
