@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grids import shell_index
-
 
 def rfft_radius_px(shape: tuple[int, ...]) -> np.ndarray:
     """|k| in Fourier pixels on the rfftn grid of a real array of ``shape``.
@@ -74,29 +72,6 @@ def lowpass(volume: np.ndarray, apix: float, res_A: float, *, edge_shells: float
     spectrum = np.fft.rfftn(volume)
     spectrum *= lowpass_weights(rfft_radius_px(volume.shape), cutoff_shell, edge_shells)
     return np.fft.irfftn(spectrum, s=volume.shape, axes=tuple(range(volume.ndim))).astype(np.float32)
-
-
-def fourier_shell_weights(box: int, per_shell: np.ndarray, ndim: int = 3) -> np.ndarray:
-    """Spread a per-shell profile onto the centred Fourier grid of :mod:`gmmrefine.fourier`.
-
-    Parameters
-    ----------
-    box : int
-        Box size B.
-    per_shell : (n,) array
-        Value for shells 0 .. n-1; voxels in shells >= n (the corners beyond
-        Nyquist) get 0.
-    ndim : int
-        2 for images, 3 for maps.
-
-    Returns
-    -------
-    (B,) * ndim float array, origin at B // 2.
-    """
-    per_shell = np.asarray(per_shell, float)
-    shells = shell_index(box, ndim)
-    padded = np.concatenate([per_shell, [0.0]])
-    return padded[np.minimum(shells, len(per_shell))]
 
 
 def apply_shell_weights(volume: np.ndarray, per_shell: np.ndarray) -> np.ndarray:

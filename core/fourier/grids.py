@@ -57,13 +57,6 @@ def shell_index(box: int, ndim: int) -> np.ndarray:
     return np.rint(radius_grid(box, ndim)).astype(np.int64)
 
 
-def shell_resolution_A(box: int, apix: float, shells: np.ndarray) -> np.ndarray:
-    """Resolution (Angstrom) of Fourier shells; inf at shell 0."""
-    shells = np.asarray(shells, float)
-    with np.errstate(divide="ignore"):
-        return np.where(shells > 0, box * apix / np.maximum(shells, 1e-12), np.inf)
-
-
 def fourier_crop_2d(spectra: np.ndarray, new_box: int) -> np.ndarray:
     """Keep the central new_box x new_box of centred spectra (Fourier cropping).
 
@@ -73,19 +66,6 @@ def fourier_crop_2d(spectra: np.ndarray, new_box: int) -> np.ndarray:
     box = spectra.shape[-1]
     lo = box // 2 - new_box // 2
     return spectra[..., lo:lo + new_box, lo:lo + new_box]
-
-
-def phase_shift_2d(box: int, apix: float, shift_A: np.ndarray) -> np.ndarray:
-    """Centred-spectrum factor that translates images by -shift_A.
-
-    Multiplying the spectrum of I by this gives the spectrum of I(x + shift).
-    RELION forms images as I(x) = P(x + o), so the centred image P is
-    I(x - o): pass shift_A = -o to centre a particle (shift_A: (N, 2)).
-    """
-    kx, ky = freq_grid_2d(box, apix)
-    shift_A = np.asarray(shift_A, float).reshape(-1, 2)
-    phase = kx[None] * shift_A[:, 0, None, None] + ky[None] * shift_A[:, 1, None, None]
-    return np.exp(2j * np.pi * phase)
 
 
 def fourier_crop_3d(volume: np.ndarray, new_box: int) -> np.ndarray:
