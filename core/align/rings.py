@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import InputError
+from ..fourier.grids import centred_axis, radius_from_axes
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,11 @@ def ring_pixels(box: int, ring_lo: int, ring_hi: int) -> RingPixels:
     if not (1 <= ring_lo <= ring_hi <= box // 2):
         raise InputError(f"FRC rings {ring_lo}..{ring_hi} for box {box}; "
                          f"expected 1 <= low ring <= high ring <= {box // 2}")
-    k = np.arange(-((box - 1) // 2), (box - 1) // 2 + 1)    # an even box's Nyquist left out
+    k = centred_axis(box)[1 - box % 2:]                       # an even box's Nyquist left out
     ky, kx = np.meshgrid(k[k >= 0], k, indexing="ij")
     ky, kx = ky.ravel(), kx.ravel()
     half = (ky > 0) | (kx > 0)
-    ring = np.rint(np.hypot(kx, ky)).astype(np.int64)
+    ring = np.rint(radius_from_axes(k[k >= 0], k)).astype(np.int64).ravel()
     keep = half & (ring >= ring_lo) & (ring <= ring_hi)
     order = np.argsort(ring[keep], kind="stable")
     return RingPixels(box, ring_lo, ring_hi, kx[keep][order].astype(np.int32),

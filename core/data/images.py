@@ -15,7 +15,7 @@ from typing import Iterator, Protocol, Sequence
 import numpy as np
 import scipy.fft
 
-from ..fourier.grids import fourier_crop_2d, frequencies
+from ..fourier.grids import centred_axis, fourier_crop_2d
 from .ctf import particle_ctfs
 from .ctf import phase_flip as apply_phase_flip
 from .particles import ParticleSet
@@ -60,7 +60,7 @@ def centering_ramp(box: int, apix: float, shift_A: np.ndarray) -> np.ndarray:
     I(x - shift_A), built from two 1D exponentials per particle (separable:
     n * 2 * box complex exps instead of n * box^2)."""
     shift_A = np.asarray(shift_A, float).reshape(-1, 2)
-    k = frequencies(box) / (box * apix)
+    k = centred_axis(box) / (box * apix)
     ramp_x = np.exp(-2j * np.pi * k[None, :] * shift_A[:, 0, None])
     ramp_y = np.exp(-2j * np.pi * k[None, :] * shift_A[:, 1, None])
     return (ramp_y[:, :, None] * ramp_x[:, None, :]).astype(np.complex64)

@@ -11,21 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def rfft_radius_px(shape: tuple[int, ...]) -> np.ndarray:
-    """|k| in Fourier pixels on the rfftn grid of a real array of ``shape``.
-
-    Only cubic boxes are used in gmmrefine, so one pixel is 1 / (box * apix).
-    """
-    axes = [np.fft.fftfreq(n) * n for n in shape[:-1]]
-    axes.append(np.fft.rfftfreq(shape[-1]) * shape[-1])
-    grids = np.meshgrid(*axes, indexing="ij", sparse=True)
-    return np.sqrt(sum(g * g for g in grids))
-
-
-def rfft_shell_index(shape: tuple[int, ...]) -> np.ndarray:
-    """Integer shell (rounded radius) of every element of the rfftn grid."""
-    return np.rint(rfft_radius_px(shape)).astype(np.int64)
+from .grids import rfft_radius_px, rfft_shell_index
 
 
 def lowpass_weights(radius_px: np.ndarray, cutoff_shell: float, edge_shells: float = 2) -> np.ndarray:

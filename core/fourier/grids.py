@@ -1,14 +1,99 @@
-"""Fourier-space helpers in the one layout used inside gmmrefine.
+"""Grids, radii and centred FFTs: the Fourier primitives of gmmrefine, once each.
 
 Arrays in Fourier space are centred: index B // 2 holds the zero frequency
 (numpy's fftshift layout), and real-space arrays have their origin at B // 2,
 the same centre RELION uses. Radial shells are in Fourier pixels; shell s of
-a box B at pixel size p is resolution B * p / s.
+a box B at pixel size p is resolution B * p / s. Filters of whole maps work
+on the real-input (rfftn) layout instead, which halves memory; its radii come
+from :func:`rfft_radius_px`, and rounded to shells they agree with the
+centred ones.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+# --- axes and radii ------------------------------------------------------------------------
+
+
+def centred_axis(box: int) -> np.ndarray:
+    """Offsets -B//2 .. B - B//2 - 1 of the samples from the centre B // 2 along one axis.
+
+    Voxels in real space and Fourier pixels in Fourier space: in the centred
+    layout they are the same numbers.
+    """
+    return np.arange(box) - box // 2
+
+
+def fft_axis(n: int) -> np.ndarray:
+    """Fourier pixels along one axis in numpy's unshifted FFT order: 0, 1, .., -1.
+
+    Exact integers, unlike ``np.fft.fftfreq(n) * n``, whose rounding put
+    some voxels of radius exactly s on either side of a test ``r >= s``.
+    """
+    return np.fft.ifftshift(centred_axis(n))
+
+
+def rfft_axis(n: int) -> np.ndarray:
+    """Fourier pixels 0 .. n // 2 along the last axis of an rfftn of length ``n``."""
+    return np.arange(n // 2 + 1)
+
+
+def radius_from_axes(*axes: np.ndarray) -> np.ndarray:
+    """Distance from the origin at every point of the grid spanned by 1D coordinate axes.
+
+    Parameters
+    ----------
+    *axes : 1D arrays
+        Coordinates along each array axis, in index order ([z, y, x] for a map).
+
+    Returns
+    -------
+    float array of shape (len(axes[0]), len(axes[1]), ...).
+    """
+    grids = np.meshgrid(*axes, indexing="ij", sparse=True)
+    # x (the last axis) first: the order the soft masks with off-grid centres
+    # were summed in, so their edges stay bit for bit what they were.
+    return np.sqrt(sum(g * g for g in reversed(grids)))
+
+
+def radius_grid(box: int, ndim: int) -> np.ndarray:
+    """Distance from the centred origin, in pixels, on a 2D or 3D centred grid."""
+    return radius_from_axes(*[centred_axis(box)] * ndim)
+
+
+def rfft_radius_px(shape: tuple[int, ...]) -> np.ndarray:
+    """|k| in Fourier pixels on the rfftn grid of a real array of ``shape``.
+
+    Only cubic boxes are used in gmmrefine, so one pixel is 1 / (box * apix).
+    """
+    return radius_from_axes(*[fft_axis(n) for n in shape[:-1]], rfft_axis(shape[-1]))
+
+
+def shell_index(box: int, ndim: int) -> np.ndarray:
+    """Integer shell (rounded radius) of every Fourier pixel/voxel of the centred grid."""
+    return np.rint(radius_grid(box, ndim)).astype(np.int64)
+
+
+def rfft_shell_index(shape: tuple[int, ...]) -> np.ndarray:
+    """Integer shell (rounded radius) of every element of the rfftn grid."""
+    return np.rint(rfft_radius_px(shape)).astype(np.int64)
+
+
+def pixel_grid_2d(box: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kx, ky) integer Fourier pixels of the centred 2D grid (indexing [y, x])."""
+    k = centred_axis(box)
+    ky, kx = np.meshgrid(k, k, indexing="ij")
+    return kx, ky
+
+
+def freq_grid_2d(box: int, apix: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(kx, ky) on the centred 2D grid, in 1/Angstrom (indexing [y, x])."""
+    kx, ky = pixel_grid_2d(box)
+    return kx / (box * apix), ky / (box * apix)
+
+
+# --- centred FFTs --------------------------------------------------------------------------
 
 
 def fft2c(images: np.ndarray) -> np.ndarray:
@@ -33,28 +118,7 @@ def ifftnc(spectrum: np.ndarray) -> np.ndarray:
     return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(spectrum))).real
 
 
-def frequencies(box: int) -> np.ndarray:
-    """Centred Fourier-pixel coordinates -B//2 .. B - B//2 - 1 along one axis."""
-    return np.arange(box) - box // 2
-
-
-def freq_grid_2d(box: int, apix: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """(kx, ky) on the centred 2D grid, in 1/Angstrom (indexing [y, x])."""
-    k = frequencies(box) / (box * apix)
-    ky, kx = np.meshgrid(k, k, indexing="ij")
-    return kx, ky
-
-
-def radius_grid(box: int, ndim: int) -> np.ndarray:
-    """Distance from the centred origin, in Fourier pixels, on a 2D or 3D grid."""
-    k = frequencies(box).astype(float)
-    grids = np.meshgrid(*([k] * ndim), indexing="ij")
-    return np.sqrt(sum(g * g for g in grids))
-
-
-def shell_index(box: int, ndim: int) -> np.ndarray:
-    """Integer shell (rounded radius) of every Fourier pixel/voxel."""
-    return np.rint(radius_grid(box, ndim)).astype(np.int64)
+# --- resampling ----------------------------------------------------------------------------
 
 
 def fourier_crop_2d(spectra: np.ndarray, new_box: int) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from .filters import lowpass
+from .grids import centred_axis, radius_from_axes
 
 
 def cosine_edge(distance_px: np.ndarray, edge_px: float) -> np.ndarray:
@@ -43,10 +44,9 @@ def soft_sphere(box: int, center_px: tuple[float, float, float], radius_px: floa
     -------
     (B, B, B) float32 array indexed [z, y, x].
     """
-    k = np.arange(box) - box // 2
+    k = centred_axis(box)
     cx, cy, cz = (float(c) for c in center_px)
-    z, y, x = np.meshgrid(k - cz, k - cy, k - cx, indexing="ij", sparse=True)
-    distance = np.sqrt(x * x + y * y + z * z)
+    distance = radius_from_axes(k - cz, k - cy, k - cx)
     return cosine_edge(distance - radius_px, edge_px).astype(np.float32)
 
 

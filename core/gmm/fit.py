@@ -22,7 +22,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import InputError
 from ..fourier.filters import lowpass
-from ..fourier.grids import fourier_crop_3d
+from ..fourier.grids import fft_axis, fourier_crop_3d, radius_from_axes
 from ..fourier.masks import auto_threshold
 from .model import GMM
 
@@ -200,9 +200,9 @@ def _fit_step(params, m, v, t, windows, fit):
 
 
 def _resolution_sphere(box: int, apix: float, res_A: float) -> np.ndarray:
-    k = np.fft.fftfreq(box)
-    z, y, x = np.meshgrid(k, k, k, indexing="ij")
-    return (np.sqrt(x * x + y * y + z * z) <= apix / res_A).astype(np.float32)
+    """1 inside radius res_A on the unshifted grid of tf.signal.fft3d, else 0."""
+    radius_px = radius_from_axes(*[fft_axis(box)] * 3)
+    return (radius_px <= box * apix / res_A).astype(np.float32)
 
 
 def fit_gmm(target: np.ndarray, apix: float, init: GMM, res_A: float, *, steps: int = 80,

@@ -21,7 +21,8 @@ import numpy as np
 import scipy.fft
 
 from ..errors import InputError
-from ..fourier.filters import randomise_phases_beyond, rfft_shell_index
+from ..fourier.filters import randomise_phases_beyond
+from ..fourier.grids import rfft_shell_index
 
 RANDOMISE_AT_FSC = 0.8   # relion_postprocess --randomize_at_fsc default
 CORRECTION_OFFSET_SHELLS = 2
