@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grids import rfft_radius_px, rfft_shell_index
+from .grids import cosine_edge, rfft_radius_px, rfft_shell_index
 
 
 def lowpass_weights(radius_px: np.ndarray, cutoff_shell: float, edge_shells: float = 2) -> np.ndarray:
@@ -22,13 +22,9 @@ def lowpass_weights(radius_px: np.ndarray, cutoff_shell: float, edge_shells: flo
     (0.5 at the cutoff). RELION rounds the cutoff to an integer shell; here it
     stays fractional so that a resolution maps onto the grid exactly.
     """
-    radius_px = np.asarray(radius_px, float)
     half = max(float(edge_shells), 0.0) / 2
     lo, hi = max(cutoff_shell - half, 0.0), cutoff_shell + half
-    if hi <= lo:
-        return (radius_px <= cutoff_shell).astype(float)
-    t = np.clip((radius_px - lo) / (hi - lo), 0.0, 1.0)
-    return 0.5 + 0.5 * np.cos(np.pi * t)
+    return cosine_edge(np.asarray(radius_px, float) - lo, hi - lo)
 
 
 def lowpass(volume: np.ndarray, apix: float, res_A: float, *, edge_shells: float = 2) -> np.ndarray:

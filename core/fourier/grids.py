@@ -1,4 +1,4 @@
-"""Grids, radii and centred FFTs: the Fourier primitives of gmmrefine, once each.
+"""Grids, radii, centred FFTs and the soft edge: the Fourier primitives of gmmrefine, once each.
 
 Arrays in Fourier space are centred: index B // 2 holds the zero frequency
 (numpy's fftshift layout), and real-space arrays have their origin at B // 2,
@@ -91,6 +91,24 @@ def freq_grid_2d(box: int, apix: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """(kx, ky) on the centred 2D grid, in 1/Angstrom (indexing [y, x])."""
     kx, ky = pixel_grid_2d(box)
     return kx / (box * apix), ky / (box * apix)
+
+
+# --- the soft edge -------------------------------------------------------------------------
+
+
+def cosine_edge(distance: np.ndarray, width: float) -> np.ndarray:
+    """RELION's raised-cosine fall-off: 1 at distance <= 0, 0 at distance >= ``width``.
+
+    0.5 + 0.5 cos(pi distance / width) in between; a hard step at 0 when
+    ``width`` <= 0. Soft masks (distance in voxels beyond the hard region)
+    and the low-pass filter (distance in Fourier shells beyond the pass
+    band) share it.
+    """
+    distance = np.asarray(distance, float)
+    if width <= 0:
+        return (distance <= 0).astype(float)
+    t = np.clip(distance / width, 0.0, 1.0)
+    return 0.5 + 0.5 * np.cos(np.pi * t)
 
 
 # --- centred FFTs --------------------------------------------------------------------------

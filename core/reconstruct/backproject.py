@@ -36,7 +36,14 @@ from scipy.ndimage import map_coordinates
 from ..data.images import ImageReader, ParticleImages
 from ..data.particles import ParticleSet
 from ..data.symmetry_groups import symmetry_operators
-from ..fourier.grids import centred_axis, fft_axis, pixel_grid_2d, radius_from_axes, radius_grid
+from ..fourier.grids import (
+    centred_axis,
+    cosine_edge,
+    fft_axis,
+    pixel_grid_2d,
+    radius_from_axes,
+    radius_grid,
+)
 
 # Samples per internal batch: bounds the temporary index arrays (~8 corners
 # x 8 bytes each) to a few hundred MB whatever the chunk size.
@@ -276,13 +283,12 @@ def soft_mask_outside(volume: np.ndarray, radius_px: float | None = None,
     the corners hold only noise and gridding-correction ringing."""
     box = volume.shape[0]
     radius_px = box / 2.0 if radius_px is None else float(radius_px)
-    r = radius_grid(box, 3)
-    outside = np.clip((r - radius_px) / edge_px, 0.0, 1.0)
-    outside = 0.5 - 0.5 * np.cos(np.pi * outside)
+    inside = cosine_edge(radius_grid(box, 3) - radius_px, edge_px)
+    outside = 1.0 - inside
     if not np.any(outside > 0):
         return volume
     background = np.sum(outside * volume) / np.sum(outside)
-    return (1.0 - outside) * volume + outside * background
+    return inside * volume + outside * background
 
 
 def gridding_correction(box: int, padded_box: int) -> np.ndarray:
