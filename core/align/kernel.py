@@ -3,7 +3,7 @@
 A 3D Gaussian (centre c, amplitude a, width s) seen at pose (A, o) projects
 to a 2D Gaussian of the same amplitude and width at p = (A c)_xy - o
 (gmmrefine.geometry's convention). Its transform, normalised as
-gmmrefine.fourier.fft2c normalises images, is
+gmmrefine.fourier.grids.fft2c normalises images, is
 
     F(k) = sum_j a_j exp(-2 pi^2 s_j^2 |k|^2) exp(-2 pi i k . p_j),
 

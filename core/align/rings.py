@@ -79,7 +79,7 @@ def ring_pixels_for_resolution(box: int, apix: float, res_A: float,
 
 
 def gather_rings(spectra_centred: np.ndarray, pixels: RingPixels) -> np.ndarray:
-    """(n, M) complex values of centred spectra (gmmrefine.fourier.fft2c) at ``pixels``."""
+    """(n, M) complex values of centred spectra (gmmrefine.fourier.grids.fft2c) at ``pixels``."""
     spectra_centred = np.asarray(spectra_centred)
     if spectra_centred.shape[-2:] != (pixels.box, pixels.box):
         raise InputError(f"particle spectra of shape {spectra_centred.shape[-2:]}; "

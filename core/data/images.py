@@ -13,9 +13,8 @@ import math
 from typing import Iterator, Protocol, Sequence
 
 import numpy as np
-import scipy.fft
 
-from ..fourier.grids import centred_axis, fourier_crop_2d
+from ..fourier.grids import centred_axis, fft2c, fourier_crop_2d
 from .ctf import particle_ctfs
 from .ctf import phase_flip as apply_phase_flip
 from .particles import ParticleSet
@@ -45,14 +44,6 @@ def crop_box_for_resolution(box: int, apix: float, res_A: float) -> int:
     b = math.ceil(box * apix * 2.0 / res_A - 1e-9)
     b += b % 2
     return int(min(max(b, 2), box))
-
-
-def _fft2c_single(images: np.ndarray) -> np.ndarray:
-    """Centred 2D FFT (same layout as fourier.fft2c) in single precision:
-    scipy keeps float32 -> complex64, ~15x faster than numpy's complex128 path."""
-    axes = (-2, -1)
-    return np.fft.fftshift(scipy.fft.fft2(np.fft.ifftshift(images, axes=axes), axes=axes),
-                           axes=axes)
 
 
 def centering_ramp(box: int, apix: float, shift_A: np.ndarray) -> np.ndarray:
@@ -126,7 +117,8 @@ class ParticleImages:
         if b > self.box or b < 2:
             raise ValueError(f"box_out {b} must lie in 2..{self.box}")
         apix_out = self.apix * self.box / b
-        spectra = fourier_crop_2d(_fft2c_single(self.images(index)), b)
+        # float32 images: fft2c stays in single precision (complex64).
+        spectra = fourier_crop_2d(fft2c(self.images(index)), b)
         if b != self.box:
             # An unnormalised FFT of fewer pixels: rescale so the cropped
             # spectrum is that of the downsampled image, pixel values kept.
