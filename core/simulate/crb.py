@@ -27,8 +27,8 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
+from ..data.rotations import turn_matrix
 from ..fourier.grids import fft2c, radius_grid
 from .render import apply_ctf, project_atoms
 
@@ -74,7 +74,7 @@ def pose_fisher(coords_A: np.ndarray, amplitude: np.ndarray, sigma_A: np.ndarray
     shift_A = np.asarray(shift_A, float).reshape(2)
 
     def image_of(theta: np.ndarray) -> np.ndarray:
-        rot = Rotation.from_rotvec(np.radians(theta[:, :3])).as_matrix() @ rotation
+        rot = turn_matrix(theta[:, :3]) @ rotation
         shifts = shift_A + theta[:, 3:] * apix
         images = project_atoms(coords_A, amplitude, sigma_A, rot, shifts, box, apix)
         images = images if ctf is None else apply_ctf(images, ctf)
