@@ -7,7 +7,7 @@ every ring sum over the full plane is twice the sum over the half plane, and
 the factor cancels in the normalised FRC. The half plane is ky > 0, plus
 ky = 0 with kx > 0; the DC pixel is never on a used ring.
 
-Rings are rint(|k|) in Fourier pixels of the box (gmmrefine.fourier's
+Rings are rint(|k|) in Fourier pixels of the box (gmmrefine.fourier.grids'
 convention), and ring sums are segment sums over pixel -> ring ids, O(pixels).
 Pixels on the Nyquist lines (|kx| or |ky| = B/2) are left out: there the
 DFT of the data is the sum of +k and -k, which no analytic model matches.

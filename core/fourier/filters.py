@@ -3,7 +3,7 @@
 Maps are indexed [z, y, x] (mrcfile's order). Filters work on the real-input
 FFT (numpy's rfftn, half the memory of a full transform) because every filter
 here depends only on the radius |k| in Fourier pixels, which is the same in
-that layout as in the centred one of :mod:`gmmrefine.fourier`; shells are
+that layout as in the centred one of :mod:`gmmrefine.fourier.grids`; shells are
 the rounded radius, as there and in RELION.
 """
 

@@ -200,7 +200,8 @@ def _fit_step(params, m, v, t, windows, fit):
 
 
 def _resolution_sphere(box: int, apix: float, res_A: float) -> np.ndarray:
-    """1 inside radius res_A on the unshifted grid of tf.signal.fft3d, else 0."""
+    """1 within resolution res_A (radius box * apix / res_A Fourier pixels), else 0, on the
+    unshifted grid tf.signal.fft3d uses."""
     radius_px = radius_from_axes(*[fft_axis(box)] * 3)
     return (radius_px <= box * apix / res_A).astype(np.float32)
 

@@ -362,7 +362,7 @@ def reconstruct_halves(ps: ParticleSet, reader: ImageReader, *, chunk: int = 200
         Optional reporter with ``update(n)`` (:class:`gmmrefine.report.progress.Progress`),
         advanced per chunk.
     sym
-        Point group (RELION's names and axes, :mod:`gmmrefine.symmetry_groups`):
+        Point group (RELION's names and axes, :mod:`gmmrefine.data.symmetry_groups`):
         each half's sums are summed over the group before the maps are
         formed (:func:`symmetrize_sums`); "C1" leaves them as they are.
 

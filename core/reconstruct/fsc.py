@@ -1,7 +1,7 @@
 """Gold-standard Fourier shell correlation, with RELION's mask correction.
 
 Shells are the rounded radius in Fourier pixels, 0 .. box // 2, as in
-:mod:`gmmrefine.fourier` and RELION's getFSC; voxels beyond box // 2 (the
+:mod:`gmmrefine.fourier.grids` and RELION's getFSC; voxels beyond box // 2 (the
 corners of the cube) are left out. Shell s is resolution box * apix / s.
 
 The masked-FSC correction is relion_postprocess's (Chen et al. 2013,

@@ -136,7 +136,7 @@ def symmetric_assembly(subunit: Model, operators: np.ndarray, gap_A: float = 4.0
     until the closest atoms of different copies are ``gap_A`` apart (van der
     Waals contact), and copied by :func:`assemble_copies`. The assembly
     satisfies V(R x) = V(x) for every operator R: it is symmetric in the
-    sense of :mod:`gmmrefine.symmetry_groups` (RELION's).
+    sense of :mod:`gmmrefine.data.symmetry_groups` (RELION's).
     """
     operators = np.asarray(operators, float).reshape(-1, 3, 3)
     if len(operators) == 1:
