@@ -56,14 +56,13 @@ def write_domain_ideal_poses(sim: Path, out: Path) -> None:
     (R the hinge turn, p the hinge point); its image is then the projection of the
     mean map at rotation A R and origin o - (A (p - R p))_xy.
     """
+    from gmmrefine.data.rotations import axis_angle_matrix
     from gmmrefine.io.particles import read_particles, write_particles
     from gmmrefine.simulate.pdb import read_pdb
-    from scipy.spatial.transform import Rotation
 
     truth = read_particles(sim / "truth.star")
     model = read_pdb(sim / "model.pdb")
-    theta = np.radians(np.load(sim / "truth_conformation.npy"))
-    turn = Rotation.from_rotvec(theta[:, None] * model.hinge_axis[None]).as_matrix()
+    turn = axis_angle_matrix(model.hinge_axis, np.load(sim / "truth_conformation.npy"))
     moved = model.hinge_point_A[None] - turn @ model.hinge_point_A
     shift = truth.shift_A - np.einsum("nij,nj->ni", truth.rotation, moved)[:, :2]
     write_particles(truth.with_poses(truth.rotation @ turn, shift), out)

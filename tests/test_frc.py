@@ -11,7 +11,7 @@ from gmmrefine.align.rings import (
     ring_pixels_for_resolution,
 )
 from gmmrefine.errors import InputError
-from gmmrefine.fourier.grids import fft2c, frequencies, shell_index
+from gmmrefine.fourier.grids import centred_axis, fft2c, shell_index
 
 
 def full_plane_frc(image_a, image_b, ring_lo, ring_hi):
@@ -40,7 +40,7 @@ def test_half_plane_holds_one_of_each_friedel_pair(box):
     points = set(zip(pixels.kx.tolist(), pixels.ky.tolist()))
     assert len(points) == len(pixels)
     assert not any((-x, -y) in points for x, y in points)
-    k = frequencies(box)
+    k = centred_axis(box)
     k = k[np.abs(k) < box / 2]                   # -B/2 of an even box has no Friedel mate
     ky, kx = np.meshgrid(k, k, indexing="ij")
     ring = np.rint(np.hypot(kx, ky))

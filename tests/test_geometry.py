@@ -60,6 +60,17 @@ def test_angle_between_recovers_a_known_rotation():
     np.testing.assert_allclose(geometry.angle_between_deg(turn @ a, a), 7.5, atol=1e-9)
 
 
+def test_turns_round_trip_and_follow_the_right_hand_rule():
+    rng = np.random.default_rng(4)
+    vec = rng.normal(scale=40.0, size=(30, 3))
+    np.testing.assert_allclose(geometry.turn_rotvec_deg(geometry.turn_matrix(vec)), vec, atol=1e-10)
+    quarter = geometry.axis_angle_matrix([0.0, 0.0, 1.0], 90.0)
+    np.testing.assert_allclose(quarter[0] @ [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], atol=1e-15)
+    axis = vec[0] / np.linalg.norm(vec[0])
+    np.testing.assert_allclose(geometry.axis_angle_matrix(axis, [25.0, -5.0]),
+                               geometry.turn_matrix([axis * 25.0, axis * -5.0]), atol=1e-15)
+
+
 def test_perturbation_has_the_requested_rms():
     rng = np.random.default_rng(3)
     a = geometry.random_rotations(20000, rng)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from gmmrefine.errors import InputError
 from gmmrefine.fourier import masks
-from gmmrefine.io.mrc import write_map
+from gmmrefine.io.mrc import read_mask, write_map
 from scipy import integrate, ndimage
 
 
@@ -77,7 +77,7 @@ def test_read_mask_accepts_a_valid_mask_and_leaves_the_file_alone(tmp_path):
     path = tmp_path / "mask.mrc"
     write_map(path, m, 1.5)
     raw = path.read_bytes()
-    np.testing.assert_array_equal(masks.read_mask(path, 24, 1.5), m)
+    np.testing.assert_array_equal(read_mask(path, 24, 1.5), m)
     assert path.read_bytes() == raw
 
 
@@ -92,11 +92,11 @@ def test_read_mask_rejects_with_one_line_naming_the_file(tmp_path, data, apix, b
     path = tmp_path / "bad_mask.mrc"
     write_map(path, data, apix)
     with pytest.raises(InputError, match=message) as err:
-        masks.read_mask(path, box, 1.5)
+        read_mask(path, box, 1.5)
     text = str(err.value)
     assert str(path) in text and "\n" not in text
 
 
 def test_read_mask_names_a_missing_file(tmp_path):
     with pytest.raises(InputError, match="absent.mrc"):
-        masks.read_mask(tmp_path / "absent.mrc", 24, 1.5)
+        read_mask(tmp_path / "absent.mrc", 24, 1.5)

@@ -170,7 +170,7 @@ def test_gmm_parameter_gradients_agree_between_paths():
 def test_rotation_vector_matches_scipy_and_has_finite_gradient_at_zero():
     rng = np.random.default_rng(5)
     vec = np.concatenate([rng.normal(scale=20.0, size=(5, 3)), np.zeros((1, 3)),
-                          np.full((1, 3), 1e-5)])
+                          np.full((1, 3), 1e-5), [[170.0, -60.0, 20.0]]])
     got = project.rotvec_deg_to_matrix(tf.constant(vec, tf.float32)).numpy()
     np.testing.assert_allclose(got, Rotation.from_rotvec(np.radians(vec)).as_matrix(), atol=2e-6)
     zero = tf.Variable(tf.zeros([1, 3]))
@@ -178,6 +178,22 @@ def test_rotation_vector_matches_scipy_and_has_finite_gradient_at_zero():
         m = project.rotvec_deg_to_matrix(zero)
         s = tf.reduce_sum(m * tf.constant(rng.normal(size=(1, 3, 3)), tf.float32))
     assert np.all(np.isfinite(tape.gradient(s, zero).numpy()))
+
+
+@pytest.mark.parametrize("scale_deg", [1e-3, 3.0, 60.0])
+def test_rotation_vector_jacobian_matches_scipy_finite_differences(scale_deg):
+    # The TensorFlow Rodrigues exists for its gradient: check that gradient, not only the value.
+    vec = np.random.default_rng(6).normal(scale=scale_deg, size=(4, 3))
+    variable = tf.Variable(tf.constant(vec, tf.float64))
+    with tf.GradientTape() as tape:
+        m = project.rotvec_deg_to_matrix(variable)
+    got = tape.jacobian(m, variable).numpy()              # (4, 3, 3, 4, 3)
+    got = np.stack([got[i, :, :, i, :] for i in range(len(vec))])
+    step = 1e-4
+    want = np.stack([(Rotation.from_rotvec(np.radians(vec + step * e)).as_matrix()
+                      - Rotation.from_rotvec(np.radians(vec - step * e)).as_matrix()) / (2 * step)
+                     for e in np.eye(3)], axis=-1)
+    np.testing.assert_allclose(got, want, atol=1e-9)
 
 
 def test_pose_convention_matches_images_made_by_the_geometry_module():

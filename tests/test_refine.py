@@ -140,7 +140,8 @@ def test_wiener_weighting_is_the_least_squares_estimate_of_the_truth():
     # Per shell, the scale w minimising |w H - T|^2 for a half map H = T + noise
     # is Re<H, T> / |H|^2, computed here from the truth; wiener_weighted
     # must scale each shell by it, knowing only the two halves' FSC.
-    from gmmrefine.fourier.filters import apply_shell_weights, rfft_shell_index
+    from gmmrefine.fourier.filters import apply_shell_weights
+    from gmmrefine.fourier.grids import rfft_shell_index
     from gmmrefine.reconstruct.fsc import fsc_curve
 
     rng = np.random.default_rng(7)

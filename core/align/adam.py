@@ -41,7 +41,7 @@ def _schedule(steps: int) -> np.ndarray:
 
 def align_batch(objective, rotation: np.ndarray, origin_A: np.ndarray, data: np.ndarray,
                 settings: AlignSettings, shift_scale: float = 1.0) -> AlignedBatch:
-    """Refine one batch: ``objective`` from gmmrefine.project.make_pose_objective.
+    """Refine one batch: ``objective`` from gmmrefine.align.kernel.make_pose_objective.
 
     rotation (n, 3, 3) start poses; origin_A (n, 2) start origins; data (n, M)
     complex spectra at the objective's ring pixels. ``shift_scale`` converts

@@ -26,8 +26,8 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
+from ..data.rotations import turn_rotvec_deg
 from ..device import tf
 from ..gmm.model import GMM
 from .adam import AlignedBatch
@@ -101,7 +101,7 @@ def _moves_from(rotation0: np.ndarray, origin0: np.ndarray, rotation: np.ndarray
                 origin: np.ndarray, apix: float) -> np.ndarray:
     """(n, 5) moves (rotation vector, degrees; shift, grid pixels) taking pose 0 to pose."""
     turn = rotation @ np.transpose(rotation0, (0, 2, 1))
-    return np.concatenate([np.degrees(Rotation.from_matrix(turn).as_rotvec()),
+    return np.concatenate([turn_rotvec_deg(turn),
                            (origin - origin0) / apix], axis=1)
 
 

@@ -2,8 +2,8 @@
 
 A 3D Gaussian (centre c, amplitude a, width s) seen at pose (A, o) projects
 to a 2D Gaussian of the same amplitude and width at p = (A c)_xy - o
-(gmmrefine.geometry's convention). Its transform, normalised as
-gmmrefine.fourier.fft2c normalises images, is
+(gmmrefine.data.rotations' convention). Its transform, normalised as
+gmmrefine.fourier.grids.fft2c normalises images, is
 
     F(k) = sum_j a_j exp(-2 pi^2 s_j^2 |k|^2) exp(-2 pi i k . p_j),
 
@@ -35,8 +35,8 @@ import functools
 from typing import Callable
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
+from ..data.rotations import turn_matrix
 from ..device import tf
 from ..gmm.model import GMM
 from .rings import RingPixels, frc_mean
@@ -45,11 +45,15 @@ TWO_PI = 2.0 * np.pi
 
 
 def rotvec_deg_to_matrix(rotvec_deg: tf.Tensor) -> tf.Tensor:
-    """(n, 3) rotation vectors in degrees -> (n, 3, 3) matrices (Rodrigues).
+    """(n, 3) rotation vectors in degrees -> (n, 3, 3) matrices (Rodrigues), in TensorFlow.
 
-    Same rotation as scipy's Rotation.from_rotvec(radians).as_matrix(). The
-    series branch near zero keeps value and gradient finite at the identity,
-    where every refinement starts.
+    The TensorFlow twin of :func:`gmmrefine.data.rotations.turn_matrix`
+    (scipy's Rotation.from_rotvec(radians).as_matrix(), checked against it
+    in tests/test_project_kernel.py). It exists because the refinement
+    differentiates the FRC with respect to the rotation vector, and scipy's
+    numpy code is invisible to a GradientTape; everywhere else, use scipy.
+    The series branch near zero keeps value and gradient finite at the
+    identity, where every refinement starts.
     """
     v = rotvec_deg * (np.pi / 180.0)
     theta2 = tf.reduce_sum(v * v, axis=-1)
@@ -73,8 +77,7 @@ def apply_pose_moves(rotation: np.ndarray, origin_A: np.ndarray, dtheta_deg: np.
     The same composition :func:`projected_centres_A` differentiates, for
     writing refined poses back (RELION's matrix and rlnOriginX/YAngst).
     """
-    turn = Rotation.from_rotvec(np.radians(np.asarray(dtheta_deg, float).reshape(-1, 3)))
-    rotated = turn.as_matrix() @ np.asarray(rotation, float).reshape(-1, 3, 3)
+    rotated = turn_matrix(dtheta_deg) @ np.asarray(rotation, float).reshape(-1, 3, 3)
     return rotated, np.asarray(origin_A, float) + apix * np.asarray(dshift_px, float)
 
 

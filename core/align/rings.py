@@ -7,7 +7,7 @@ every ring sum over the full plane is twice the sum over the half plane, and
 the factor cancels in the normalised FRC. The half plane is ky > 0, plus
 ky = 0 with kx > 0; the DC pixel is never on a used ring.
 
-Rings are rint(|k|) in Fourier pixels of the box (gmmrefine.fourier's
+Rings are rint(|k|) in Fourier pixels of the box (gmmrefine.fourier.grids'
 convention), and ring sums are segment sums over pixel -> ring ids, O(pixels).
 Pixels on the Nyquist lines (|kx| or |ky| = B/2) are left out: there the
 DFT of the data is the sum of +k and -k, which no analytic model matches.
@@ -22,6 +22,7 @@ import numpy as np
 
 from ..device import tf
 from ..errors import InputError
+from ..fourier.grids import centred_axis, radius_from_axes
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,11 @@ def ring_pixels(box: int, ring_lo: int, ring_hi: int) -> RingPixels:
     if not (1 <= ring_lo <= ring_hi <= box // 2):
         raise InputError(f"FRC rings {ring_lo}..{ring_hi} for box {box}; "
                          f"expected 1 <= low ring <= high ring <= {box // 2}")
-    k = np.arange(-((box - 1) // 2), (box - 1) // 2 + 1)    # an even box's Nyquist left out
+    k = centred_axis(box)[1 - box % 2:]                       # an even box's Nyquist left out
     ky, kx = np.meshgrid(k[k >= 0], k, indexing="ij")
     ky, kx = ky.ravel(), kx.ravel()
     half = (ky > 0) | (kx > 0)
-    ring = np.rint(np.hypot(kx, ky)).astype(np.int64)
+    ring = np.rint(radius_from_axes(k[k >= 0], k)).astype(np.int64).ravel()
     keep = half & (ring >= ring_lo) & (ring <= ring_hi)
     order = np.argsort(ring[keep], kind="stable")
     return RingPixels(box, ring_lo, ring_hi, kx[keep][order].astype(np.int32),
@@ -78,7 +79,7 @@ def ring_pixels_for_resolution(box: int, apix: float, res_A: float,
 
 
 def gather_rings(spectra_centred: np.ndarray, pixels: RingPixels) -> np.ndarray:
-    """(n, M) complex values of centred spectra (gmmrefine.fourier.fft2c) at ``pixels``."""
+    """(n, M) complex values of centred spectra (gmmrefine.fourier.grids.fft2c) at ``pixels``."""
     spectra_centred = np.asarray(spectra_centred)
     if spectra_centred.shape[-2:] != (pixels.box, pixels.box):
         raise InputError(f"particle spectra of shape {spectra_centred.shape[-2:]}; "

@@ -13,9 +13,8 @@ import math
 from typing import Iterator, Protocol, Sequence
 
 import numpy as np
-import scipy.fft
 
-from ..fourier.grids import fourier_crop_2d, frequencies
+from ..fourier.grids import centred_axis, fft2c, fourier_crop_2d
 from .ctf import particle_ctfs
 from .ctf import phase_flip as apply_phase_flip
 from .particles import ParticleSet
@@ -47,20 +46,12 @@ def crop_box_for_resolution(box: int, apix: float, res_A: float) -> int:
     return int(min(max(b, 2), box))
 
 
-def _fft2c_single(images: np.ndarray) -> np.ndarray:
-    """Centred 2D FFT (same layout as fourier.fft2c) in single precision:
-    scipy keeps float32 -> complex64, ~15x faster than numpy's complex128 path."""
-    axes = (-2, -1)
-    return np.fft.fftshift(scipy.fft.fft2(np.fft.ifftshift(images, axes=axes), axes=axes),
-                           axes=axes)
-
-
 def centering_ramp(box: int, apix: float, shift_A: np.ndarray) -> np.ndarray:
     """Phase factor (n, box, box) turning the spectrum of I(x) into that of
     I(x - shift_A), built from two 1D exponentials per particle (separable:
     n * 2 * box complex exps instead of n * box^2)."""
     shift_A = np.asarray(shift_A, float).reshape(-1, 2)
-    k = frequencies(box) / (box * apix)
+    k = centred_axis(box) / (box * apix)
     ramp_x = np.exp(-2j * np.pi * k[None, :] * shift_A[:, 0, None])
     ramp_y = np.exp(-2j * np.pi * k[None, :] * shift_A[:, 1, None])
     return (ramp_y[:, :, None] * ramp_x[:, None, :]).astype(np.complex64)
@@ -98,7 +89,7 @@ class ParticleImages:
     def raw_spectra(self, index: np.ndarray) -> np.ndarray:
         """Centred spectra (n, B, B) complex64 of the stored images, nothing applied: one read
         and one FFT that :meth:`spectra` can serve several ways (``raw=``)."""
-        return _fft2c_single(self.images(np.asarray(index, np.int64).reshape(-1)))
+        return fft2c(self.images(np.asarray(index, np.int64).reshape(-1)))
 
     def spectra(self, index: np.ndarray, *, box_out: int | None = None, center: bool = True,
                 phase_flip: bool = False, shift_A: np.ndarray | None = None,

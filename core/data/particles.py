@@ -122,10 +122,6 @@ class ParticleSet:
             kw["cs"] = self.cs[index]
         return dataclasses.replace(self, **kw)
 
-    def half(self, h: int) -> "ParticleSet":
-        """Particles of gold-standard half ``h`` (1 or 2)."""
-        return self.subset(self.half_set == h)
-
     def with_poses(self, rotation: np.ndarray, shift_A: np.ndarray) -> "ParticleSet":
         """A copy with new poses; every other field is shared."""
         rotation = np.asarray(rotation, float).reshape(len(self), 3, 3)

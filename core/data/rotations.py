@@ -6,6 +6,13 @@ image at (A c)_xy - o, o = (rlnOriginXAngst, rlnOriginYAngst): RELION forms
 the image as I(x) = P(x + o), P the projection along z of V(A^T x) (checked
 against relion_project; see docs/conventions.md). Euler angles and CryoSPARC
 rotation vectors exist only at the edges, through the functions here.
+
+Every conversion between Euler angles, rotation vectors and matrices lives
+in this module and goes through scipy's Rotation: a "turn" is a rotation in
+scipy's own convention (no RELION transpose), such as the refinement's moves
+A' = R A in the camera frame. The one exception is the TensorFlow twin of
+:func:`turn_matrix` in :mod:`gmmrefine.align.kernel`, which gradients must
+flow through.
 """
 
 from __future__ import annotations
@@ -56,19 +63,37 @@ def matrix_to_rotvec(a: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(np.transpose(a, (0, 2, 1))).as_rotvec()
 
 
+def turn_matrix(rotvec_deg: np.ndarray) -> np.ndarray:
+    """Rotation vectors in degrees (n, 3) -> matrices (n, 3, 3), scipy's convention.
+
+    The refinement's pose moves (A' = R A) and the Cramer-Rao bound's
+    rotation parameters are such turns.
+    """
+    rotvec = np.radians(np.asarray(rotvec_deg, float).reshape(-1, 3))
+    return Rotation.from_rotvec(rotvec).as_matrix()
+
+
+def turn_rotvec_deg(turn: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`turn_matrix`: matrices (n, 3, 3) -> rotation vectors in degrees (n, 3)."""
+    return np.degrees(Rotation.from_matrix(np.asarray(turn, float).reshape(-1, 3, 3)).as_rotvec())
+
+
+def axis_angle_matrix(axis: np.ndarray, angle_deg) -> np.ndarray:
+    """Right-handed rotations (n, 3, 3) by ``angle_deg`` (scalar or (n,)) about a unit ``axis`` (3,)."""
+    angle = np.radians(np.asarray(angle_deg, float)).reshape(-1, 1)
+    return Rotation.from_rotvec(angle * np.asarray(axis, float).reshape(1, 3)).as_matrix()
+
+
 def angle_between_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Geodesic angle (degrees) between two stacks of rotation matrices.
 
-    atan2(sin, cos) of the relative rotation, not arccos of its trace, which
-    loses all precision below ~1e-6 degrees.
+    scipy's magnitude of the relative rotation goes through its quaternion
+    (2 atan2(|v|, |w|)), so it keeps full precision at small angles, where
+    arccos of the trace loses all of it below ~1e-6 degrees.
     """
     a = np.asarray(a, float).reshape(-1, 3, 3)
     b = np.asarray(b, float).reshape(-1, 3, 3)
-    r = a @ np.transpose(b, (0, 2, 1))
-    cos = (np.trace(r, axis1=1, axis2=2) - 1.0) / 2.0
-    sin = 0.5 * np.linalg.norm(
-        np.stack([r[:, 2, 1] - r[:, 1, 2], r[:, 0, 2] - r[:, 2, 0], r[:, 1, 0] - r[:, 0, 1]], -1), axis=-1)
-    return np.degrees(np.arctan2(sin, cos))
+    return np.degrees(Rotation.from_matrix(a @ np.transpose(b, (0, 2, 1))).magnitude())
 
 
 def project_points(a: np.ndarray, points_A: np.ndarray, shift_A: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ import re
 import numpy as np
 
 from ..errors import InputError
+from .rotations import axis_angle_matrix
 
 _PHI = (1.0 + np.sqrt(5.0)) / 2.0
 EXPECTED = "Cn or Dn (n >= 1, e.g. C1, C3, D7), T, O, I (= I2), I1, I2, I3 or I4"
@@ -44,12 +45,9 @@ _SAME_TOL = 1e-6
 
 
 def _axis_rotation(axis: tuple[float, float, float], angle_deg: float) -> np.ndarray:
-    """Right-handed rotation by ``angle_deg`` about ``axis`` (Rodrigues)."""
+    """Right-handed rotation by ``angle_deg`` about ``axis`` (any length)."""
     u = np.asarray(axis, float)
-    u = u / np.linalg.norm(u)
-    a = np.radians(angle_deg)
-    k = np.array([[0.0, -u[2], u[1]], [u[2], 0.0, -u[0]], [-u[1], u[0], 0.0]])
-    return np.eye(3) + np.sin(a) * k + (1.0 - np.cos(a)) * (k @ k)
+    return axis_angle_matrix(u / np.linalg.norm(u), angle_deg)[0]
 
 
 def _generators(name: str) -> tuple[list[tuple[int, tuple]], int]:

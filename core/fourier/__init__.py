@@ -1,0 +1,1 @@
+"""Grids, centred FFTs, radial filters and soft masks: the Fourier conventions every layer shares."""

@@ -3,7 +3,7 @@
 Maps are indexed [z, y, x] (mrcfile's order). Filters work on the real-input
 FFT (numpy's rfftn, half the memory of a full transform) because every filter
 here depends only on the radius |k| in Fourier pixels, which is the same in
-that layout as in the centred one of :mod:`gmmrefine.fourier`; shells are
+that layout as in the centred one of :mod:`gmmrefine.fourier.grids`; shells are
 the rounded radius, as there and in RELION.
 """
 
@@ -11,23 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grids import shell_index
-
-
-def rfft_radius_px(shape: tuple[int, ...]) -> np.ndarray:
-    """|k| in Fourier pixels on the rfftn grid of a real array of ``shape``.
-
-    Only cubic boxes are used in gmmrefine, so one pixel is 1 / (box * apix).
-    """
-    axes = [np.fft.fftfreq(n) * n for n in shape[:-1]]
-    axes.append(np.fft.rfftfreq(shape[-1]) * shape[-1])
-    grids = np.meshgrid(*axes, indexing="ij", sparse=True)
-    return np.sqrt(sum(g * g for g in grids))
-
-
-def rfft_shell_index(shape: tuple[int, ...]) -> np.ndarray:
-    """Integer shell (rounded radius) of every element of the rfftn grid."""
-    return np.rint(rfft_radius_px(shape)).astype(np.int64)
+from .grids import cosine_edge, rfft_radius_px, rfft_shell_index
 
 
 def lowpass_weights(radius_px: np.ndarray, cutoff_shell: float, edge_shells: float = 2) -> np.ndarray:
@@ -38,13 +22,9 @@ def lowpass_weights(radius_px: np.ndarray, cutoff_shell: float, edge_shells: flo
     (0.5 at the cutoff). RELION rounds the cutoff to an integer shell; here it
     stays fractional so that a resolution maps onto the grid exactly.
     """
-    radius_px = np.asarray(radius_px, float)
     half = max(float(edge_shells), 0.0) / 2
     lo, hi = max(cutoff_shell - half, 0.0), cutoff_shell + half
-    if hi <= lo:
-        return (radius_px <= cutoff_shell).astype(float)
-    t = np.clip((radius_px - lo) / (hi - lo), 0.0, 1.0)
-    return 0.5 + 0.5 * np.cos(np.pi * t)
+    return cosine_edge(np.asarray(radius_px, float) - lo, hi - lo)
 
 
 def lowpass(volume: np.ndarray, apix: float, res_A: float, *, edge_shells: float = 2) -> np.ndarray:
@@ -74,29 +54,6 @@ def lowpass(volume: np.ndarray, apix: float, res_A: float, *, edge_shells: float
     spectrum = np.fft.rfftn(volume)
     spectrum *= lowpass_weights(rfft_radius_px(volume.shape), cutoff_shell, edge_shells)
     return np.fft.irfftn(spectrum, s=volume.shape, axes=tuple(range(volume.ndim))).astype(np.float32)
-
-
-def fourier_shell_weights(box: int, per_shell: np.ndarray, ndim: int = 3) -> np.ndarray:
-    """Spread a per-shell profile onto the centred Fourier grid of :mod:`gmmrefine.fourier`.
-
-    Parameters
-    ----------
-    box : int
-        Box size B.
-    per_shell : (n,) array
-        Value for shells 0 .. n-1; voxels in shells >= n (the corners beyond
-        Nyquist) get 0.
-    ndim : int
-        2 for images, 3 for maps.
-
-    Returns
-    -------
-    (B,) * ndim float array, origin at B // 2.
-    """
-    per_shell = np.asarray(per_shell, float)
-    shells = shell_index(box, ndim)
-    padded = np.concatenate([per_shell, [0.0]])
-    return padded[np.minimum(shells, len(per_shell))]
 
 
 def apply_shell_weights(volume: np.ndarray, per_shell: np.ndarray) -> np.ndarray:

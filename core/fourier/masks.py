@@ -2,8 +2,8 @@
 
 Mask arrays are indexed [z, y, x] like the maps mrcfile reads; coordinates
 passed in are (x, y, z) voxels relative to the box centre B // 2, the map
-origin RELION and gmmrefine share. Soft edges are RELION's raised cosine:
-0.5 + 0.5 cos(pi d / edge) at distance d beyond the hard region.
+origin RELION and gmmrefine share. Soft edges are RELION's raised cosine
+(:func:`gmmrefine.fourier.grids.cosine_edge`) of the distance d beyond the hard region.
 """
 
 from __future__ import annotations
@@ -12,15 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from .filters import lowpass
-
-
-def cosine_edge(distance_px: np.ndarray, edge_px: float) -> np.ndarray:
-    """Raised-cosine fall-off: 1 at distance <= 0, 0 at distance >= ``edge_px``."""
-    distance_px = np.asarray(distance_px, float)
-    if edge_px <= 0:
-        return (distance_px <= 0).astype(float)
-    t = np.clip(distance_px / edge_px, 0.0, 1.0)
-    return 0.5 + 0.5 * np.cos(np.pi * t)
+from .grids import centred_axis, cosine_edge, radius_from_axes
 
 
 def soft_sphere(box: int, center_px: tuple[float, float, float], radius_px: float,
@@ -43,10 +35,9 @@ def soft_sphere(box: int, center_px: tuple[float, float, float], radius_px: floa
     -------
     (B, B, B) float32 array indexed [z, y, x].
     """
-    k = np.arange(box) - box // 2
+    k = centred_axis(box)
     cx, cy, cz = (float(c) for c in center_px)
-    z, y, x = np.meshgrid(k - cz, k - cy, k - cx, indexing="ij", sparse=True)
-    distance = np.sqrt(x * x + y * y + z * z)
+    distance = radius_from_axes(k - cz, k - cy, k - cx)
     return cosine_edge(distance - radius_px, edge_px).astype(np.float32)
 
 

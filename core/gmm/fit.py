@@ -22,7 +22,7 @@ from scipy.spatial import cKDTree
 from ..device import tf
 from ..errors import InputError
 from ..fourier.filters import lowpass
-from ..fourier.grids import fourier_crop_3d
+from ..fourier.grids import fft_axis, fourier_crop_3d, radius_from_axes
 from ..fourier.masks import auto_threshold
 from .model import GMM
 
@@ -122,7 +122,6 @@ class _Fit(NamedTuple):
     amp_scale: tf.Tensor
     low_log: tf.Tensor       # bounds of log(width)
     high_log: tf.Tensor
-    move_centres: tf.Tensor  # 1.0, or 0.0 to keep the centres
     learning_rate: tf.Tensor
 
 
@@ -181,7 +180,7 @@ _PARAMS = (tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([None], tf.float3
 _WINDOWS = _Windows(tf.TensorSpec([None, None, 3], tf.float32),
                     tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None, None], tf.float32))
 _FIT = _Fit(tf.TensorSpec([None, None, None], tf.float32),
-            tf.TensorSpec([None, None, None], tf.complex64), *[_SCALAR] * 7)
+            tf.TensorSpec([None, None, None], tf.complex64), *[_SCALAR] * 6)
 
 
 @tf.function(input_signature=[_PARAMS, _WINDOWS, _FIT])
@@ -196,19 +195,19 @@ def _fit_step(params, m, v, t, windows, fit):
         tape.watch(params)
         loss = _residual(params, windows, fit)
     grads = tape.gradient(loss, params)
-    grads = (grads[0] * fit.move_centres, grads[1], grads[2])
     params, m, v = adam_update(params, grads, m, v, t, fit.learning_rate)
     return loss, params, m, v
 
 
 def _resolution_sphere(box: int, apix: float, res_A: float) -> np.ndarray:
-    k = np.fft.fftfreq(box)
-    z, y, x = np.meshgrid(k, k, k, indexing="ij")
-    return (np.sqrt(x * x + y * y + z * z) <= apix / res_A).astype(np.float32)
+    """1 within resolution res_A (radius box * apix / res_A Fourier pixels), else 0, on the
+    unshifted grid tf.signal.fft3d uses."""
+    radius_px = radius_from_axes(*[fft_axis(box)] * 3)
+    return (radius_px <= box * apix / res_A).astype(np.float32)
 
 
 def fit_gmm(target: np.ndarray, apix: float, init: GMM, res_A: float, *, steps: int = 80,
-            learning_rate: float = 0.02, fit_centres: bool = True) -> tuple[GMM, float, float]:
+            learning_rate: float = 0.02) -> tuple[GMM, float, float]:
     """Fit centres, amplitudes and widths of ``init`` to ``target`` up to res_A.
 
     80 Adam steps by default: on a 90 kDa map at 4.9 A, 200 steps gave the
@@ -229,8 +228,7 @@ def fit_gmm(target: np.ndarray, apix: float, init: GMM, res_A: float, *, steps: 
     low_log, high_log = float(np.log(0.25 * apix)), float(np.log(max_width))
     scalar = lambda x: tf.constant(x, tf.float32)  # noqa: E731
     fit = _Fit(sphere, target_ft, tf.reduce_sum(sphere * tf.abs(target_ft) ** 2), scalar(apix),
-               scalar(amp_scale), scalar(low_log), scalar(high_log),
-               scalar(1.0 if fit_centres else 0.0), scalar(learning_rate))
+               scalar(amp_scale), scalar(low_log), scalar(high_log), scalar(learning_rate))
     params = (tf.constant(np.asarray(init.centres_A, np.float32) / apix),
               tf.constant(np.log(widths0).astype(np.float32)),
               tf.constant((np.asarray(init.amplitudes) / amp_scale).astype(np.float32)))

@@ -129,7 +129,7 @@ def projected_gmm_image(gmm: GMM, rotation: np.ndarray, origin_A: np.ndarray, bo
                         apix: float) -> np.ndarray:
     """Pixel-integrated projection of ``gmm`` at one pose (RELION matrix A, origin o, Angstrom).
 
-    A Gaussian at c appears at (A c)_xy - o, the convention of gmmrefine.geometry.
+    A Gaussian at c appears at (A c)_xy - o, the convention of gmmrefine.data.rotations.
     """
     rotated = np.asarray(gmm.centres_A) @ np.asarray(rotation, float).T
     centres_2d = rotated[:, :2] - np.asarray(origin_A, float)[None, :]

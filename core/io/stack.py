@@ -97,11 +97,6 @@ class StackReader:
             out[sel] = block
         return out
 
-    def stack_length(self, path: str) -> int:
-        """Number of images in a stack (1 for a 2D single-image file)."""
-        data = self._data(path, None)
-        return 1 if data.ndim == 2 else int(data.shape[0])
-
     def close(self) -> None:
         """Close every open memory map."""
         while self._open:
@@ -115,13 +110,11 @@ class StackReader:
         self.close()
 
     # --- detail -------------------------------------------------------------------
-    def _where(self, row: int | None) -> str:
-        if row is None:
-            return ""
+    def _where(self, row: int) -> str:
         src = f" of {self.source}" if self.source is not None else ""
         return f" (particle row {int(row) + 1}{src})"
 
-    def _data(self, name: str, row: int | None) -> np.ndarray:
+    def _data(self, name: str, row: int) -> np.ndarray:
         path = self.resolve(name)
         mrc = self._open.get(path)
         if mrc is not None:

@@ -1,0 +1,1 @@
+"""A refinement run: its options, inputs, iterations on in-memory state, run directory and patch runs."""

@@ -1,0 +1,1 @@
+"""Direct Fourier inversion, the gold-standard FSC, map symmetry and local resolution."""

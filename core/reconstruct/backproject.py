@@ -36,6 +36,14 @@ from scipy.ndimage import map_coordinates
 from ..data.images import ImageReader, ParticleImages
 from ..data.particles import ParticleSet
 from ..data.symmetry_groups import symmetry_operators
+from ..fourier.grids import (
+    centred_axis,
+    cosine_edge,
+    fft_axis,
+    pixel_grid_2d,
+    radius_from_axes,
+    radius_grid,
+)
 
 # Samples per internal batch: bounds the temporary index arrays (~8 corners
 # x 8 bytes each) to a few hundred MB whatever the chunk size.
@@ -81,10 +89,9 @@ def _half_plane_samples(box: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Half = ky > 0, or ky == 0 and kx >= 0: every pair {k, -k} once.
     """
-    k = np.arange(box) - box // 2
-    ky, kx = np.meshgrid(k, k, indexing="ij")
+    kx, ky = pixel_grid_2d(box)
     half = (ky > 0) | ((ky == 0) & (kx >= 0))
-    inside = kx * kx + ky * ky <= (box // 2) ** 2
+    inside = radius_grid(box, 2) <= box // 2
     flat = np.flatnonzero(half & inside)
     return flat, kx.ravel()[flat].astype(float), ky.ravel()[flat].astype(float)
 
@@ -219,7 +226,7 @@ def symmetrize_sums(sums: FourierSums, operators: np.ndarray) -> FourierSums:
     weight = _symmetrise_x0_plane(sums.weight, False)
     radius = _rfft_radius(p, nx)
     inside = np.flatnonzero(radius <= sums.pad * (sums.box // 2))
-    k = np.fft.fftfreq(p) * p
+    k = fft_axis(p).astype(float)
     iz, iy, ix = np.unravel_index(inside, data.shape)
     zyx = np.stack([k[iz], k[iy], ix.astype(float)])
     out_d = np.zeros(data.size, np.complex128)
@@ -264,9 +271,9 @@ def _shell_floor(weight: np.ndarray, radius: np.ndarray, r_max: int) -> np.ndarr
 
 
 def _rfft_radius(p: int, nx: int) -> np.ndarray:
-    k = np.fft.fftfreq(p) * p
-    kz, ky, kx = np.meshgrid(k, k, np.arange(nx), indexing="ij")
-    return np.sqrt(kx * kx + ky * ky + kz * kz)
+    """|k| on the padded rfftn-layout grid of the sums, x = 0 .. nx - 1 (which may
+    include the extra plane beyond Nyquist, so not :func:`rfft_radius_px`)."""
+    return radius_from_axes(fft_axis(p), fft_axis(p), np.arange(nx))
 
 
 def soft_mask_outside(volume: np.ndarray, radius_px: float | None = None,
@@ -276,20 +283,18 @@ def soft_mask_outside(volume: np.ndarray, radius_px: float | None = None,
     the corners hold only noise and gridding-correction ringing."""
     box = volume.shape[0]
     radius_px = box / 2.0 if radius_px is None else float(radius_px)
-    x = np.arange(box) - box // 2
-    r = np.sqrt(x[:, None, None] ** 2 + x[None, :, None] ** 2 + x[None, None, :] ** 2)
-    outside = np.clip((r - radius_px) / edge_px, 0.0, 1.0)
-    outside = 0.5 - 0.5 * np.cos(np.pi * outside)
+    inside = cosine_edge(radius_grid(box, 3) - radius_px, edge_px)
+    outside = 1.0 - inside
     if not np.any(outside > 0):
         return volume
     background = np.sum(outside * volume) / np.sum(outside)
-    return (1.0 - outside) * volume + outside * background
+    return inside * volume + outside * background
 
 
 def gridding_correction(box: int, padded_box: int) -> np.ndarray:
     """sinc^2 per axis: the real-space footprint of trilinear spreading
     on a grid of ``padded_box`` Fourier pixels, on the central ``box``^3."""
-    x = (np.arange(box) - box // 2) / padded_box
+    x = centred_axis(box) / padded_box
     s = np.sinc(x) ** 2
     return s[:, None, None] * s[None, :, None] * s[None, None, :]
 
@@ -357,7 +362,7 @@ def reconstruct_halves(ps: ParticleSet, reader: ImageReader, *, chunk: int = 200
         Optional reporter with ``update(n)`` (:class:`gmmrefine.report.progress.Progress`),
         advanced per chunk.
     sym
-        Point group (RELION's names and axes, :mod:`gmmrefine.symmetry_groups`):
+        Point group (RELION's names and axes, :mod:`gmmrefine.data.symmetry_groups`):
         each half's sums are summed over the group before the maps are
         formed (:func:`symmetrize_sums`); "C1" leaves them as they are.
 

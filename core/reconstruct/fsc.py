@@ -1,7 +1,7 @@
 """Gold-standard Fourier shell correlation, with RELION's mask correction.
 
 Shells are the rounded radius in Fourier pixels, 0 .. box // 2, as in
-:mod:`gmmrefine.fourier` and RELION's getFSC; voxels beyond box // 2 (the
+:mod:`gmmrefine.fourier.grids` and RELION's getFSC; voxels beyond box // 2 (the
 corners of the cube) are left out. Shell s is resolution box * apix / s.
 
 The masked-FSC correction is relion_postprocess's (Chen et al. 2013,
@@ -21,7 +21,8 @@ import numpy as np
 import scipy.fft
 
 from ..errors import InputError
-from ..fourier.filters import randomise_phases_beyond, rfft_shell_index
+from ..fourier.filters import randomise_phases_beyond
+from ..fourier.grids import rfft_shell_index
 
 RANDOMISE_AT_FSC = 0.8   # relion_postprocess --randomize_at_fsc default
 CORRECTION_OFFSET_SHELLS = 2
@@ -51,8 +52,8 @@ def _spectrum(volume: np.ndarray) -> np.ndarray:
     return scipy.fft.rfftn(volume)
 
 
-def _shell_sums(map1: np.ndarray, map2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-shell sums of Re(F1 F2*), |F1|^2, |F2|^2 and the voxel count (full transform)."""
+def _shell_sums(map1: np.ndarray, map2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-shell sums of Re(F1 F2*), |F1|^2 and |F2|^2 (full transform)."""
     box = map1.shape[-1]
     n_shells = box // 2 + 1
     f1, f2 = _spectrum(map1), _spectrum(map2)
@@ -66,8 +67,7 @@ def _shell_sums(map1: np.ndarray, map2: np.ndarray) -> tuple[np.ndarray, np.ndar
     cross = total((f1 * np.conj(f2)).real)
     power1 = total(f1.real ** 2 + f1.imag ** 2)
     power2 = total(f2.real ** 2 + f2.imag ** 2)
-    count = np.bincount(shells, weights=weight, minlength=n_shells + 1)[:n_shells]
-    return cross, power1, power2, count
+    return cross, power1, power2
 
 
 def _check_same_box(map1: np.ndarray, map2: np.ndarray, mask: np.ndarray | None) -> None:
@@ -94,15 +94,9 @@ def fsc_curve(map1: np.ndarray, map2: np.ndarray, mask: np.ndarray | None = None
     if mask is not None:
         map1 = np.asarray(map1) * mask
         map2 = np.asarray(map2) * mask
-    cross, power1, power2, _ = _shell_sums(map1, map2)
+    cross, power1, power2 = _shell_sums(map1, map2)
     denom = np.sqrt(power1 * power2)
     return np.where(denom > 0, cross / np.where(denom > 0, denom, 1.0), 0.0)
-
-
-def shell_counts(box: int) -> np.ndarray:
-    """Number of Fourier voxels (full transform) in each shell 0 .. box // 2."""
-    zeros = np.zeros((box,) * 3)
-    return _shell_sums(zeros, zeros)[3]
 
 
 def crossing_shell(fsc: np.ndarray, threshold: float = 0.143) -> float | None:
@@ -135,17 +129,6 @@ def resolution_at(fsc: np.ndarray, box: int, apix: float, threshold: float = 0.1
     return box * apix / shell
 
 
-def last_shell_above(fsc: np.ndarray, threshold: float = 0.143) -> int:
-    """Last shell before the curve first falls below ``threshold`` (RELION's integer rule).
-
-    relion_postprocess reports box * apix / this shell as its FINAL RESOLUTION.
-    """
-    fsc = np.asarray(fsc, float).copy()
-    fsc[0] = 1.0
-    below = np.nonzero(fsc < threshold)[0]
-    return int(below[0]) - 1 if below.size else len(fsc) - 1
-
-
 @dataclass(frozen=True)
 class MaskedFSC:
     """FSC curves of relion_postprocess's mask correction (all per shell 0 .. box // 2).
@@ -163,15 +146,6 @@ class MaskedFSC:
     phase_randomised_masked: np.ndarray
     corrected: np.ndarray
     randomisation_shell: int
-
-    def curves(self) -> dict[str, np.ndarray]:
-        """The four curves by name, for CSV columns and plots."""
-        return {
-            "unmasked": self.unmasked,
-            "masked": self.masked,
-            "phase_randomised_masked": self.phase_randomised_masked,
-            "corrected": self.corrected,
-        }
 
 
 def randomisation_shell_from_fsc(fsc_unmasked: np.ndarray, at_fsc: float = RANDOMISE_AT_FSC) -> int | None:

@@ -18,7 +18,7 @@ What follows RELION 3.1 (src/postprocessing.cpp, run_locres) and why:
   higher shells, which inflates a windowed FSC. As RELION, both half maps
   are phase-randomised once beyond 25 A (--locres_randomize_at), windowed
   the same way, and FSC_true = (FSC_t - FSC_n) / (1 - FSC_n) from two shells
-  past the randomisation shell (:func:`gmmrefine.fsc.correct_masked_fsc`).
+  past the randomisation shell (:func:`gmmrefine.reconstruct.fsc.correct_masked_fsc`).
   The correction cannot catch the same smearing from 25 A up to the
   crossing (those phases are not randomised), so with a falling signal
   spectrum a small window reads slightly finer than the global FSC of a
@@ -31,7 +31,7 @@ What follows RELION 3.1 (src/postprocessing.cpp, run_locres) and why:
   exactly sampled by any box that holds the window. Each point is cropped to
   a sub-box of twice ``window_A`` (FFT-friendly, at most the full box),
   which gives the same FSC on shells ``box / crop`` times wider, read with
-  :func:`gmmrefine.fsc.resolution_at` on the crop (interpolated crossing).
+  :func:`gmmrefine.reconstruct.fsc.resolution_at` on the crop (interpolated crossing).
 - Combination: RELION sums window-weighted 1/res over all windows; here the
   sampled values are interpolated trilinearly in 1/res (spatial frequency,
   as RELION averages) between grid points, which gives a continuous map

@@ -18,6 +18,7 @@ from scipy.ndimage import map_coordinates
 
 from ..data.symmetry_groups import symmetry_operators
 from ..errors import InputError
+from ..fourier.grids import centred_axis
 
 __all__ = ["symmetrize_map", "symmetrize_maps"]
 
@@ -36,7 +37,7 @@ def _rotated(volume: np.ndarray, r: np.ndarray, order: int) -> np.ndarray:
     """
     box = volume.shape[0]
     centre = box // 2
-    x = np.arange(box, dtype=float) - centre
+    x = centred_axis(box).astype(float)
     out = np.empty(volume.shape, np.float64)
     # Spline coefficients once per map, not once per batch of planes.
     coeffs = volume if order <= 1 else _spline_coefficients(volume, order)

@@ -1,0 +1,1 @@
+"""What users look at and read: log handlers, progress lines, plots."""

@@ -27,8 +27,9 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
+from ..data.rotations import turn_matrix
+from ..fourier.grids import fft2c, radius_grid
 from .render import apply_ctf, project_atoms
 
 N_POSE_PARAMS = 5
@@ -73,7 +74,7 @@ def pose_fisher(coords_A: np.ndarray, amplitude: np.ndarray, sigma_A: np.ndarray
     shift_A = np.asarray(shift_A, float).reshape(2)
 
     def image_of(theta: np.ndarray) -> np.ndarray:
-        rot = Rotation.from_rotvec(np.radians(theta[:, :3])).as_matrix() @ rotation
+        rot = turn_matrix(theta[:, :3]) @ rotation
         shifts = shift_A + theta[:, 3:] * apix
         images = project_atoms(coords_A, amplitude, sigma_A, rot, shifts, box, apix)
         images = images if ctf is None else apply_ctf(images, ctf)
@@ -85,9 +86,9 @@ def pose_fisher(coords_A: np.ndarray, amplitude: np.ndarray, sigma_A: np.ndarray
 
 def _band_limited(images: np.ndarray, apix: float, res_A: float) -> np.ndarray:
     """The images' orthonormal 2D spectra inside radius 1/res_A (Parseval keeps J^T J)."""
-    spectra = np.fft.fft2(images, norm="ortho")
-    k = np.fft.fftfreq(images.shape[-1], d=apix)
-    inside = (k[:, None] ** 2 + k[None, :] ** 2) <= 1.0 / res_A ** 2
+    box = images.shape[-1]
+    spectra = fft2c(images) / box                  # 1 / sqrt(B^2): orthonormal
+    inside = radius_grid(box, 2) <= box * apix / res_A
     kept = spectra[..., inside]
     return np.concatenate([kept.real, kept.imag], axis=-1)
 

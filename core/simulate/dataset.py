@@ -35,6 +35,7 @@ from ..data.rotations import perturb_rotations, random_rotations
 from ..data.symmetry_groups import EXPECTED as SYMMETRY_NAMES
 from ..data.symmetry_groups import symmetry_operators
 from ..errors import InputError
+from ..fourier.grids import centred_axis, cosine_edge
 from ..io.atomic import atomic_path, write_text_atomic
 from ..io.mrc import write_map, write_stack
 from .crb import pose_bounds, summarize_bounds
@@ -359,12 +360,12 @@ def domain_mask(model: Model, half_range_deg: float, box: int, apix: float,
     moving = model.domain == DOMAIN
     points = np.concatenate([conformation_coords(model, a)[moving]
                              for a in np.linspace(-half_range_deg, half_range_deg, n_angles)])
-    axis = (np.arange(box) - box // 2) * apix
+    axis = centred_axis(box) * apix
     zz, yy, xx = np.meshgrid(axis, axis, axis, indexing="ij")
     voxels = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1)
     dist, _ = cKDTree(points).query(voxels, k=1, distance_upper_bound=radius_A + soft_edge_A)
-    t = np.clip((dist - radius_A) / soft_edge_A, 0.0, 1.0)
-    mask = np.where(np.isfinite(dist), 0.5 * (1.0 + np.cos(np.pi * t)), 0.0)
+    # Beyond the query's upper bound the distance is inf, which the edge takes to 0.
+    mask = cosine_edge(dist - radius_A, soft_edge_A)
     return mask.reshape(box, box, box).astype(np.float32)
 
 

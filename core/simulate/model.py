@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import cKDTree
-from scipy.spatial.transform import Rotation
 
+from ..data.rotations import axis_angle_matrix
 from .backbone import HELIX, STRAND, loop, place, segment_on_line
 from .residues import RESIDUE_FREQUENCY, SIDE_CHAINS
 
@@ -83,7 +83,7 @@ def atomic_mass_da(element: np.ndarray) -> np.ndarray:
 
 def conformation_coords(model: Model, hinge_angle_deg: float) -> np.ndarray:
     """Atom coordinates with the domain turned by ``hinge_angle_deg`` about the hinge."""
-    turn = Rotation.from_rotvec(np.radians(hinge_angle_deg) * model.hinge_axis).as_matrix()
+    turn = axis_angle_matrix(model.hinge_axis, hinge_angle_deg)[0]
     coords = model.coords_A.copy()
     moving = model.domain == DOMAIN
     coords[moving] = (coords[moving] - model.hinge_point_A) @ turn.T + model.hinge_point_A
@@ -136,7 +136,7 @@ def symmetric_assembly(subunit: Model, operators: np.ndarray, gap_A: float = 4.0
     until the closest atoms of different copies are ``gap_A`` apart (van der
     Waals contact), and copied by :func:`assemble_copies`. The assembly
     satisfies V(R x) = V(x) for every operator R: it is symmetric in the
-    sense of :mod:`gmmrefine.symmetry_groups` (RELION's).
+    sense of :mod:`gmmrefine.data.symmetry_groups` (RELION's).
     """
     operators = np.asarray(operators, float).reshape(-1, 3, 3)
     if len(operators) == 1:

@@ -116,7 +116,7 @@ def project_atoms(coords_A: np.ndarray, amplitude: np.ndarray, sigma_A: np.ndarr
     """Pixel-integrated projections (n, B, B) [y, x] of the atoms at RELION poses.
 
     rotation: (n, 3, 3) RELION matrices A; shift_A: (n, 2) origin offsets o.
-    Atom c lands at (A c)_xy - o (gmmrefine.geometry.project_points).
+    Atom c lands at (A c)_xy - o (gmmrefine.data.rotations.project_points).
 
     The image is sum_j a_j gy_j gx_j^T, i.e. the product (B x N)(N x B) of the
     per-atom pixel-integral rows. Each row is non-zero only in a window of w
