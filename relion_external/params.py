@@ -57,7 +57,8 @@ PARAMETERS: dict[str, Parameter] = {
     "n_gauss": Parameter("n_gauss", int,
                          "Gaussians per GMM; auto: spacing suited to the resolution", optional=True),
     "model": Parameter("model", str,
-                       "PDB file seeding the GMMs (one Gaussian per non-H atom)", optional=True),
+                       "PDB or mmCIF file seeding the GMMs (one Gaussian per "
+                       "non-H atom)", optional=True),
     "outside": Parameter("outside", str, "Gaussians outside the mask: widen (coarse shape "
                          "kept, default) or fade (amplitude x mask value: the region alone)"),
     "low_cut": Parameter("low_cut_A", float, "lowest resolution the FRC uses, A"),

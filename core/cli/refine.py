@@ -18,7 +18,8 @@ from ..pipeline.options import RefineOptions
               help="Target resolution of the first iteration, A (default: from the start FSC).")
 @click.option("--n-gauss", type=int, default=None, help="Gaussians per GMM (default: automatic).")
 @click.option("--model", type=click.Path(dir_okay=False), default=None,
-              help="PDB model to seed the GMMs (one Gaussian per non-H atom).")
+              help="PDB or mmCIF model to seed the GMMs (one Gaussian per non-H atom; "
+                   "it must overlay a map of these particles).")
 @click.option("--reference", type=click.Path(dir_okay=False), default=None,
               help="Map for the first iteration's GMMs instead of the half maps.")
 @click.option("--mask", type=click.Path(dir_okay=False), default=None,

@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import InputError
 from ..gmm.model import GMM, check_gmm_arrays
 from .atomic import atomic_path, write_text_atomic
+from .model import engine_to_model_frame
 
 FORMAT_VERSION = 1
 _ARRAYS = ("centres_A", "amplitudes", "widths_A")
@@ -87,8 +88,7 @@ def write_pdb(gmm: GMM, path: str | os.PathLike, box: int | None = None,
     """
     if (box is None) != (apix is None):
         raise InputError("write_pdb: give both box and apix, or neither")
-    offset_A = 0.0 if box is None else (box // 2) * float(apix)
-    xyz = gmm.centres_A + offset_A
+    xyz = gmm.centres_A if box is None else engine_to_model_frame(gmm.centres_A, box, apix)
     if np.abs(xyz).max() >= 1e4 or xyz.min() <= -1e3:
         raise InputError(f"{path}: coordinates beyond the PDB's 8.3f columns; "
                          "expected centres within -999 .. 9999 A")

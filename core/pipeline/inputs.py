@@ -18,6 +18,7 @@ from ..data.symmetry_groups import symmetry_order
 from ..errors import InputError
 from ..gmm.focus import mask_centroid_A
 from ..io.expand import expand_particles
+from ..io.model import model_to_engine_frame, read_atomic_model
 from ..io.mrc import read_map, read_mask
 from ..io.particles import read_particles, require_poses
 from .options import RefineOptions
@@ -93,17 +94,17 @@ def _read_reference(path: str | None, box: int, apix: float) -> np.ndarray | Non
 
 
 def model_coordinates(path: str, box: int, apix: float) -> tuple[np.ndarray, np.ndarray]:
-    """Atoms of a PDB in our frame (Angstrom from the box centre) and their weights.
+    """Heavy atoms of a PDB or mmCIF model in the engine's frame, and their weights.
 
-    A PDB written by gmmrefine says where the box centre is; any other is
-    taken in the map's frame (as fitted in ChimeraX to our MRC, origin at
-    the map's corner), so the box centre is subtracted.
+    The model is taken to overlay a map of these particles (MRC origin 0, as
+    fitted in ChimeraX); io/model.py holds that rule and what is read. A model
+    mostly outside the box was fitted in another frame: it would seed nothing.
     """
-    from ..simulate.pdb import _CENTRE_TAG, read_pdb
-    from ..simulate.render import atom_amplitude
-
-    model = read_pdb(path)
-    coords = model.coords_A
-    if _CENTRE_TAG not in Path(path).read_text():
-        coords = coords - (box // 2) * apix
-    return coords, atom_amplitude(model.element)
+    model = read_atomic_model(path)
+    coords = model_to_engine_frame(model.coords_A, box, apix)
+    outside = int(np.sum(np.abs(coords).max(axis=1) > box * apix / 2))
+    if outside > len(coords) / 2:
+        raise InputError(f"{path}: {outside} of {len(coords)} atoms lie outside the "
+                         f"particles' box ({box} px at {apix:.4g} A/px); expected a model that "
+                         "overlays a map of these particles (MRC origin 0)")
+    return coords, model.weight

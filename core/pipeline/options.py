@@ -22,7 +22,8 @@ class RefineOptions:
     res_A        target resolution of the first iteration; None: from the FSC
                  of the maps reconstructed at the imported poses
     n_gauss      Gaussians per GMM; None: so their spacing suits the resolution
-    model        PDB file to seed the GMMs (one Gaussian per non-H atom)
+    model        PDB or mmCIF file to seed the GMMs (one Gaussian per non-H
+                 atom; io/model.py says which atoms and in what frame)
     reference    map for the first iteration's GMMs instead of the half maps
                  (low-passed to res_A; both halves use it)
     mask         soft mask (MRC, values in [0, 1]) of the region to focus on:

@@ -37,6 +37,7 @@ from ..data.symmetry_groups import symmetry_operators
 from ..errors import InputError
 from ..fourier.grids import centred_axis, cosine_edge
 from ..io.atomic import atomic_path, write_text_atomic
+from ..io.model import map_centre_A
 from ..io.mrc import write_map, write_stack
 from .crb import pose_bounds, summarize_bounds
 from .model import (
@@ -161,7 +162,7 @@ def simulate_dataset(out_dir: str | os.PathLike, *, progress=None, **settings) -
     start = _start_poses(cfg, truth)
     _write_particle_files(out, truth, start)
     maps = _write_maps(out, cfg, model, amplitude, sigma, hinge_deg)
-    write_pdb(out / "model.pdb", model, box_centre_A=(cfg.box // 2) * cfg.apix)
+    write_pdb(out / "model.pdb", model, box_centre_A=map_centre_A(cfg.box, cfg.apix))
 
     crb = _crb(cfg, model, amplitude, sigma, truth, hinge_deg, noise_sd, log)
     summary = {
