@@ -178,7 +178,8 @@ def test_engine_failure_marks_the_job_failed_with_the_reason(cs_project, tmp_pat
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(importlib.import_module("gmmrefine.refine"), "run_refinement", crash)
+    monkeypatch.setattr(importlib.import_module("gmmrefine.pipeline.refinement"),
+                        "run_refinement", crash)
     client = _client(cs_project)
     with pytest.raises(RuntimeError, match="disk full"):
         run_cryosparc_job(client, "P1", "J1", "W2", work_dir=tmp_path / "work")
@@ -248,8 +249,8 @@ def test_cli_translates_options_and_connection(monkeypatch):
     monkeypatch.setattr(cryosparc_job, "run_cryosparc_job",
                         lambda client, p, j, w, **kw: seen.setdefault("run", (p, j, w, kw)) and "J77")
     result = CliRunner().invoke(command.main, [
-        "--project", "P3", "--job", "J42", "--workspace", "W1", "--iterations", "2",
-        "--res-a", "8", "--base-url", "http://cs:39000", "--email", "a@b.c", "--password", "x"])
+        "--project", "P3", "--job", "J42", "--workspace", "W1", "--iter", "2",
+        "--res", "8", "--base-url", "http://cs:39000", "--email", "a@b.c", "--password", "x"])
     assert result.exit_code == 0, result.output
     assert seen["connect"]["base_url"] == "http://cs:39000"
     project, job, workspace, kwargs = seen["run"]
@@ -259,7 +260,8 @@ def test_cli_translates_options_and_connection(monkeypatch):
 
     seen.clear()
     result = CliRunner().invoke(command.main, [
-        "--project", "P3", "--job", "J42", "--workspace", "W1", "--no-prior",
+        "--project", "P3", "--job", "J42", "--workspace", "W1", "--prior-deg", "none",
         "--base-url", "http://cs:39000"])
     assert result.exit_code == 0, result.output
-    assert seen["run"][3]["options"] == RefineOptions(prior_deg=None, prior_px=None)
+    assert seen["run"][3]["options"] == RefineOptions(prior_deg=None)
+    assert not seen["run"][3]["options"].alignment().has_prior

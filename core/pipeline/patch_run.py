@@ -27,7 +27,6 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import InputError
 from ..fourier.filters import lowpass
 from ..fourier.masks import auto_mask
 from ..gmm.focus import mask_values_at
@@ -43,13 +42,6 @@ from .options import RefineOptions, RefineResult
 from .run_directory import check_resumable
 
 HALF_MAPS = ("half1.mrc", "half2.mrc")
-
-
-def _check_patch_options(options: RefineOptions) -> None:
-    if options.patches is not None and options.patches < 1:
-        raise InputError(f"refine: patches {options.patches}; expected >= 1")
-    if options.patch_iterations < 1:
-        raise InputError(f"refine: patch_iterations {options.patch_iterations}; expected >= 1")
 
 
 def _patch_centres(global_run: Path, iterations: int, region: np.ndarray | None,
@@ -90,7 +82,6 @@ class _PatchRefinement:
 
         # Every option is checked before the run directory gets its first file.
         check_options(options)
-        _check_patch_options(options)
         self.particles, self.out, self.options = particles, out_dir, options
         self.log, self.should_abort = log, should_abort
         ps = read_particles(particles, root=options.root)
