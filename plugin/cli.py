@@ -2,36 +2,32 @@
 
 Connection settings come from the options or, as cryosparc-tools reads them,
 from CRYOSPARC_BASE_URL / CRYOSPARC_EMAIL / CRYOSPARC_PASSWORD (4.x servers:
-CRYOSPARC_LICENSE_ID, CRYOSPARC_MASTER_HOSTNAME, CRYOSPARC_BASE_PORT). Every
-RefineOptions field is an option here (``--res-a``, ``--n-gauss``, ...), made
-from the dataclass so a field the engine gains appears without new code.
+CRYOSPARC_LICENSE_ID, CRYOSPARC_MASTER_HOSTNAME, CRYOSPARC_BASE_PORT). The
+refinement options are made from the engine's option table
+(gmmrefine.pipeline.options): the same flags, defaults and checks as
+``gmmrefine refine``, and an option the engine gains appears without new code.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
 
-from ..pipeline.options import RefineOptions
-
-_TYPES = {"int": int, "float": float, "str": str}
+from ..pipeline.options import RefineOptions, option_fields
 
 
-def _option_type(annotation: str) -> type:
-    """The value type of a RefineOptions field from its annotation text ("float | None")."""
-    return _TYPES[str(annotation).split("|")[0].strip()]
+def refine_flags(command):
+    """Add one click option per RefineOptions field, as the option table declares it.
 
-
-def refine_options(command):
-    """Add one click option per RefineOptions field to ``command``."""
-    for field in reversed(dataclasses.fields(RefineOptions)):
-        default = field.default
-        help_text = f"RefineOptions.{field.name} (default: {'auto' if default is None else default})."
-        command = click.option(f"--{field.name.replace('_', '-').lower()}", field.name,
-                               type=_option_type(field.type), default=None,
-                               help=help_text)(command)
+    The adapter may not import gmmrefine.cli (the import contract keeps the
+    two front ends apart), hence this twin of its ``refine_flags``: the table
+    supplies the spelling, parsing, default and help, this only hands them to click.
+    """
+    for name, option, default in reversed(option_fields()):
+        command = click.option(f"--{option.flag}", name, type=option.parse, default=default,
+                               metavar=option.value_name,
+                               help=option.command_line_help(default))(command)
     return command
 
 
@@ -57,22 +53,17 @@ def refine_options(command):
               help="[env CRYOSPARC_PASSWORD]")
 @click.option("--license", "license_id", envvar="CRYOSPARC_LICENSE_ID", default=None,
               help="License id (4.x servers only). [env CRYOSPARC_LICENSE_ID]")
-@click.option("--no-prior", is_flag=True,
-              help="Pure likelihood: no prior around the input poses (prior_deg/prior_px off).")
-@refine_options
+@refine_flags
 def main(project_uid: str, job_uid: str, workspace_uid: str, output: str, title: str,
          work_dir: Path | None, base_url: str | None, host: str | None, port: int | None,
-         email: str | None, password: str | None, license_id: str | None, no_prior: bool,
-         **fields) -> None:
+         email: str | None, password: str | None, license_id: str | None,
+         **values) -> None:
     """Refine the particles of job JOB in project PROJECT; save them and the maps as a
     new External job in WORKSPACE (cryosparc-tools 4.x or 5.x)."""
     from .compat import connect
     from .cryosparc_job import run_cryosparc_job
 
-    options = RefineOptions(**{name: value for name, value in fields.items() if value is not None})
-    if no_prior:
-        # An unset option means "the engine's default", so switching the prior off needs a flag.
-        options = dataclasses.replace(options, prior_deg=None, prior_px=None)
+    options = RefineOptions(**values)
     client = connect(base_url=base_url, host=host, port=port, email=email, password=password,
                      license_id=license_id)
     uid = run_cryosparc_job(client, project_uid, job_uid, workspace_uid, output=output,

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import Aborted, InputError
 from ..pipeline.options import RefineResult
 from . import pipeline_files as pf
-from .params import PROGRAM, JobCommand, job_dir_of, parse_command, split_arguments
+from .params import PROGRAM, JobCommand, help_text, job_dir_of, parse_command, split_arguments
 
 
 class _Terminated(Exception):
@@ -32,9 +32,13 @@ def main(argv: list[str] | None = None) -> int:
 
     Parameters
     ----------
-    argv : the arguments RELION passed (default: ``sys.argv[1:]``).
+    argv : the arguments RELION passed (default: ``sys.argv[1:]``); ``--help``
+        prints the parameter table instead.
     """
     argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:    # a person asking; RELION never passes these
+        print(help_text())
+        return 0
     try:
         job_dir = job_dir_of(split_arguments(argv))
     except InputError as err:

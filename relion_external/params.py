@@ -3,99 +3,64 @@
 RELION (3.1, 4.0, 5.0) runs ``EXE --o JOBDIR/ [--in_parts F] [--in_3dref F]
 [--in_mask F] [--in_movies F] [--in_mics F] [--in_coords F] --LABEL VALUE ...
 --j N``; the labels are whatever the user typed in the GUI's parameter rows.
-Every RefineOptions field is reachable through one label in
-:data:`PARAMETERS` (or an input node in :data:`INPUT_NODES`), so an option
-the engine gains needs one table row here, not new code.
+The labels are made from the engine's option table
+(gmmrefine.pipeline.options): a label is the option's public spelling, the
+``gmmrefine refine`` flag without ``--``, with the same default and checks;
+the reference map and the mask come as RELION's input nodes instead.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..pipeline.options import RefineOptions
+from ..pipeline.options import Option, RefineOptions, option_fields
 
 PROGRAM = "gmmrefine-relion"
 
-
-_EXPECTS = {int: "an integer", float: "a number", str: "a non-empty value"}
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """One GUI parameter row: the RefineOptions field it sets and its value's type.
-
-    ``optional`` fields accept ``auto`` (or ``none``): leave it to the engine.
-    """
-
-    field: str
-    kind: type
-    help: str
-    optional: bool = False
-
-    @property
-    def expects(self) -> str:
-        return _EXPECTS[self.kind] + (" or 'auto'" if self.optional else "")
-
-    def parse(self, text: str) -> object:
-        """The value for RefineOptions; ValueError when ``text`` is not one."""
-        if self.optional and text.strip().lower() in ("auto", "none"):
-            return None
-        if self.kind is str and not text:
-            raise ValueError(text)
-        return self.kind(text)
-
-
-# Label (as typed in the GUI, without "--") -> RefineOptions field.
-PARAMETERS: dict[str, Parameter] = {
-    "iter": Parameter("iterations", int, "gold-standard iterations (about 5 converge)"),
-    "res": Parameter("res_A", float,
-                     "target resolution of the first iteration, A; auto: from the "
-                     "FSC of the maps at the imported poses", optional=True),
-    "n_gauss": Parameter("n_gauss", int,
-                         "Gaussians per GMM; auto: spacing suited to the resolution", optional=True),
-    "model": Parameter("model", str,
-                       "PDB or mmCIF file seeding the GMMs (one Gaussian per "
-                       "non-H atom)", optional=True),
-    "outside": Parameter("outside", str, "Gaussians outside the mask: widen (coarse shape "
-                         "kept, default) or fade (amplitude x mask value: the region alone)"),
-    "low_cut": Parameter("low_cut_A", float, "lowest resolution the FRC uses, A"),
-    "batch": Parameter("batch", int, "particles aligned at once (bounds memory)"),
-    "chunk": Parameter("chunk", int, "particles read from disk at once (bounds memory)"),
-    "steps": Parameter("steps", int, "optimiser steps per particle and iteration; auto: 4 "
-                       "Gauss-Newton steps (score cc), 10 Adam steps (score frc)", optional=True),
-    "step_deg": Parameter("step_deg", float, "largest rotation step, degrees; auto: 2 (cc), "
-                          "0.5 (frc)", optional=True),
-    "step_px": Parameter("step_px", float, "largest shift step, pixels; auto: 1 (cc), 0.25 (frc)",
-                         optional=True),
-    "coarse_passes": Parameter("coarse_passes", int, "alignment passes over coarser rings "
-                               "before the target's, for poses far off"),
-    "score": Parameter("score", str,
-                       "cc: CTF-weighted correlation over all rings (default); frc: the "
-                       "paper's ring-normalised FRC"),
-    "prior_deg": Parameter("prior_deg", float, "rms rotation error expected of the input poses, "
-                           "degrees (a Gaussian prior, score cc); none: no prior", optional=True),
-    "prior_px": Parameter("prior_px", float, "rms shift error expected of the input poses, "
-                          "pixels; none: no prior", optional=True),
-    "align_fsc": Parameter("align_fsc", float, "next target resolution where the FSC falls "
-                           "below this; auto: 0.9 x where it falls below 0.1", optional=True),
-    "sym": Parameter("sym", str, "point group, RELION's names (C1, Cn, Dn, T, O, I); focused "
-                     "and patch runs expand to C1 and re-impose it"),
-    "patches": Parameter("patches", int, "patch-by-patch: K focused patch runs after the global "
-                         "iterations, and a composite map; none: global only", optional=True),
-    "patch_iter": Parameter("patch_iterations", int, "focused iterations per patch"),
-    "root": Parameter("root", str,
-                      "directory image paths resolve against (default: the project)", optional=True),
-    "seed": Parameter("seed", int, "random seed (k-means seeding, model randomisation)"),
-}
-
-# RELION's input-node arguments that carry a RefineOptions field.
+# RELION's input-node arguments that carry a RefineOptions field (its GUI's
+# "Input 3D reference" and "Input 3D mask" rows), in place of a parameter label.
 INPUT_NODES: dict[str, str] = {"in_3dref": "reference", "in_mask": "mask"}
 
 # Input nodes RELION may pass that refinement has no use for.
 UNUSED_NODES = ("in_movies", "in_mics", "in_coords")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One GUI parameter row: the RefineOptions field its label sets, how, and its default."""
+
+    field: str
+    option: Option
+    default: object
+
+    @property
+    def label(self) -> str:
+        return self.option.flag
+
+
+def _parameters() -> dict[str, Parameter]:
+    return {option.flag: Parameter(name, option, default)
+            for name, option, default in option_fields() if name not in INPUT_NODES.values()}
+
+
+# Label (as typed in the GUI, without "--") -> its parameter.
+PARAMETERS: dict[str, Parameter] = _parameters()
+
+# The arguments RELION adds itself, spelt its way (underscores and all).
+RELION_ARGUMENTS = ("o", "in_parts", *INPUT_NODES, "j")
+
+
+def table_label(label: str) -> str:
+    """The option-table spelling of a GUI label.
+
+    Jobs set up before the three front ends shared one spelling used
+    underscores (``low_cut``, ``n_gauss``, ``patch_iter``); RELION passes a
+    row's label as typed, so ``_`` is read as ``-`` to keep those jobs running.
+    """
+    return label.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -110,7 +75,7 @@ class JobCommand:
 
 def known_labels() -> list[str]:
     """Every ``--label`` gmmrefine-relion accepts, for error messages and docs."""
-    return ["o", "in_parts", *INPUT_NODES, "j", *PARAMETERS]
+    return [*RELION_ARGUMENTS, *PARAMETERS]
 
 
 def split_arguments(argv: list[str]) -> dict[str, str]:
@@ -149,43 +114,92 @@ def parse_command(pairs: dict[str, str]) -> JobCommand:
     ------
     InputError
         One line naming the label: an unknown one (listing the known ones), a
-        value that does not parse, an input node this job does not use, or
-        missing particles.
+        value that does not parse or is out of range (the option table's
+        message), an input node this job does not use, or missing particles.
     """
     job_dir = job_dir_of(pairs)
-    unknown = [label for label in pairs if label not in known_labels()]
-    for label in unknown:
-        if label in UNUSED_NODES:
-            raise InputError(f"--{label} {pairs[label]}: refinement does not use this "
-                             "input node; expected only Input particles (and optionally a 3D "
-                             "reference and a mask)")
-        raise InputError(f"unknown parameter --{label}; known labels: "
-                         + ", ".join(PARAMETERS))
+    values = _parameter_values(pairs)
     if not pairs.get("in_parts"):
         raise InputError("no input particles (--in_parts); expected the "
                          "'Input particles' node set to a particles STAR file")
-    values: dict[str, object] = {}
     for label, field_name in INPUT_NODES.items():
         if pairs.get(label):
             values[field_name] = pairs[label]
-    for label, parameter in PARAMETERS.items():
-        if label in pairs:
-            values[parameter.field] = _parse_value(label, pairs[label], parameter)
-    threads = _parse_value("j", pairs.get("j", "1"), Parameter("", int, ""))
-    if threads < 1:
-        raise InputError(f"--j {threads}; expected at least 1 thread")
     return JobCommand(job_dir=job_dir, particles=Path(pairs["in_parts"]),
-                      options=RefineOptions(**values), threads=threads)
+                      options=RefineOptions(**values), threads=_threads(pairs.get("j", "1")))
 
 
-def _parse_value(label: str, text: str, parameter: Parameter) -> object:
+def _parameter_values(pairs: dict[str, str]) -> dict[str, object]:
+    """RefineOptions values of the parameter rows, by field name."""
+    values: dict[str, object] = {}
+    given: dict[str, str] = {}       # table label -> label as RELION passed it
+    for label, text in pairs.items():
+        if label in RELION_ARGUMENTS:
+            continue
+        if label in UNUSED_NODES:
+            raise InputError(f"--{label} {text}: refinement does not use this input node; "
+                             "expected only Input particles (and optionally a 3D reference "
+                             "and a mask)")
+        key = table_label(label)
+        if key not in PARAMETERS:
+            raise InputError(_unknown(label, key))
+        if key in given:
+            raise InputError(f"--{given[key]} and --{label} set the same parameter; "
+                             "expected each label once")
+        given[key] = label
+        parameter = PARAMETERS[key]
+        values[parameter.field] = parameter.option.parse(text)
+    return values
+
+
+def _unknown(label: str, key: str) -> str:
+    nodes = {field_name: node for node, field_name in INPUT_NODES.items()}
+    if key in nodes:
+        return (f"--{label} is not a parameter here; expected the {key} as the job's input "
+                f"node (--{nodes[key]})")
+    return f"unknown parameter --{label}; known labels: " + ", ".join(PARAMETERS)
+
+
+def _threads(text: str) -> int:
     try:
-        return parameter.parse(text)
+        threads = int(text)
     except ValueError:
-        raise InputError(f"--{label} {text!r}: expected {parameter.expects}") from None
+        threads = 0
+    if threads < 1:
+        raise InputError(f"--j {text}: expected an integer >= 1 (threads)")
+    return threads
 
 
-def unmapped_fields() -> list[str]:
-    """RefineOptions fields no label reaches (a test keeps this empty)."""
-    mapped = {p.field for p in PARAMETERS.values()} | set(INPUT_NODES.values())
-    return [f.name for f in dataclasses.fields(RefineOptions) if f.name not in mapped]
+# --- what the parameters are, for people -------------------------------------------------
+
+USAGE = (f"Usage: {PROGRAM} --o JOBDIR/ --in_parts P.star [--in_3dref M.mrc] "
+         "[--in_mask K.mrc] [--LABEL VALUE ...] [--j N]")
+
+
+def help_text(width: int = 100) -> str:
+    """What ``gmmrefine-relion --help`` prints: the usage and the parameter table."""
+    intro = ("The executable a RELION External job runs (docs/relion.md). Parameters are the "
+             "job's Params rows: label (no --), value; a row left out keeps its default. "
+             "Labels written with _ instead of - work too.")
+    rows = [(p.label, p.option.default_text(p.default), p.option.unit,
+             p.option.description(unit=False)) for p in PARAMETERS.values()]
+    widths = [max(len(row[i]) for row in [("label", "default", "unit", "")] + rows)
+              for i in range(3)]
+    indent = sum(widths) + 3 * 2
+    lines = [USAGE, "", *textwrap.wrap(intro, width), ""]
+    for row in [("label", "default", "unit", "what it does")] + rows:
+        head = "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  "
+        wrapped = textwrap.wrap(row[3], max(width - indent, 30)) or [""]
+        lines.append(head + wrapped[0])
+        lines.extend(" " * indent + more for more in wrapped[1:])
+    return "\n".join(lines)
+
+
+def markdown_table() -> str:
+    """docs/relion.md's parameter table (a test keeps the page equal to this)."""
+    lines = ["| label | default | unit | what it does |", "| --- | --- | --- | --- |"]
+    for p in PARAMETERS.values():
+        cells = [f"`{p.label}`", p.option.default_text(p.default), p.option.unit,
+                 p.option.description(unit=False)]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines)

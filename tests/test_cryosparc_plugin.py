@@ -248,8 +248,8 @@ def test_cli_translates_options_and_connection(monkeypatch):
     monkeypatch.setattr(cryosparc_job, "run_cryosparc_job",
                         lambda client, p, j, w, **kw: seen.setdefault("run", (p, j, w, kw)) and "J77")
     result = CliRunner().invoke(command.main, [
-        "--project", "P3", "--job", "J42", "--workspace", "W1", "--iterations", "2",
-        "--res-a", "8", "--base-url", "http://cs:39000", "--email", "a@b.c", "--password", "x"])
+        "--project", "P3", "--job", "J42", "--workspace", "W1", "--iter", "2",
+        "--res", "8", "--base-url", "http://cs:39000", "--email", "a@b.c", "--password", "x"])
     assert result.exit_code == 0, result.output
     assert seen["connect"]["base_url"] == "http://cs:39000"
     project, job, workspace, kwargs = seen["run"]
@@ -259,7 +259,8 @@ def test_cli_translates_options_and_connection(monkeypatch):
 
     seen.clear()
     result = CliRunner().invoke(command.main, [
-        "--project", "P3", "--job", "J42", "--workspace", "W1", "--no-prior",
+        "--project", "P3", "--job", "J42", "--workspace", "W1", "--prior-deg", "none",
         "--base-url", "http://cs:39000"])
     assert result.exit_code == 0, result.output
-    assert seen["run"][3]["options"] == RefineOptions(prior_deg=None, prior_px=None)
+    assert seen["run"][3]["options"] == RefineOptions(prior_deg=None)
+    assert not seen["run"][3]["options"].alignment().has_prior

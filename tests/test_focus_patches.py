@@ -194,7 +194,7 @@ def test_patch_run_writes_every_patch_and_a_composite_of_each_halfs_own_maps(sma
                                      RefineOptions(iterations=1, steps=1, res_A=8.0, patches=3,
                                                    patch_iterations=1), log=lambda s: None)
     # A bad option stops a patch run before its directory gets a file.
-    with pytest.raises(InputError, match="iterations 0"):
+    with pytest.raises(InputError, match="--iter 0"):
         refine_module.run_refinement(small_set / "particles.star", tmp_path / "bad",
                                      RefineOptions(iterations=0, patches=2), log=lambda s: None)
     assert not (tmp_path / "bad").exists()

@@ -344,12 +344,12 @@ def test_bad_options_fail_before_anything_is_written(small_set, tmp_path):
     result = CliRunner().invoke(cli, ["refine", str(small_set / "particles.star"), "--out",
                                       str(tmp_path / "run"), "--iter", "0"])
     assert result.exit_code == 2
-    assert "iterations 0" in result.output
+    assert "--iter 0: expected an integer >= 1" in result.output
     assert not (tmp_path / "run").exists()
     result = CliRunner().invoke(cli, ["refine", str(small_set / "particles.star"), "--out",
                                       str(tmp_path / "run"), "--align-fsc", "1.5"])
     assert result.exit_code == 2
-    assert "align_fsc 1.5" in result.output
+    assert "--align-fsc 1.5: expected a number > 0 and < 1, or auto" in result.output
     assert not (tmp_path / "run").exists()
 
 

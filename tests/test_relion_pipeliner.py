@@ -78,7 +78,9 @@ def _status(project: Path, job: str) -> int:
 
 
 def test_job_runs_and_relion_reads_its_outputs(project):
-    job = _add_external_job(project, {"iter": "1"})
+    # A label as the option table spells it (low-cut, at its default) and one in the
+    # underscore spelling of jobs set up with earlier versions (patch_iter).
+    job = _add_external_job(project, {"iter": "1", "low-cut": "25", "patch_iter": "3"})
     _pipeliner(project, "--RunJobs", job)
     job_dir = project / job
     assert (job_dir / pf.SUCCESS).exists(), (job_dir / "run.err").read_text()

@@ -1,97 +1,277 @@
 """Options of a refinement run and what a run returns: the engine's public contract.
 
-Adapters (RELION External job, CryoSPARC) and the CLI build a RefineOptions,
-call gmmrefine.refine.run_refinement and read a RefineResult; nothing else
-of the engine's inside is theirs to touch.
+Every option is declared once, here: a :class:`RefineOptions` field whose
+metadata holds an :class:`Option` (its one public spelling, type, unit, valid
+values, the word that stands for None, its help). The ``gmmrefine refine``
+and ``gmmrefine cryosparc`` commands and the RELION External job are made
+from that table, and a RefineOptions checks itself when it is built, so all
+three spell, default and refuse an option alike. Adapters build a
+RefineOptions, call gmmrefine.pipeline.refinement.run_refinement and read a
+RefineResult; nothing else of the engine's inside is theirs to touch.
+
+No TensorFlow here (nor below: align.options is TF-free on purpose), so the
+front ends can print their help without loading it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..align.options import AlignOptions
+from ..align.options import SCORES, AlignOptions, AlignSettings, GaussNewtonSettings
+from ..data.symmetry_groups import EXPECTED as POINT_GROUPS
+from ..data.symmetry_groups import symmetry_operators
+from ..errors import InputError
+from ..gmm.focus import OUTSIDE_MODES
+
+# kind -> (what a value is, in an error line; its name in command-line help)
+_KINDS = {int: ("an integer", "INT"), float: ("a number", "FLOAT"),
+          str: ("a non-empty value", "TEXT")}
+_UNIT_WORDS = {"A": "A", "deg": "degrees", "px": "pixels of the original images"}
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one RefineOptions field is spelt, typed, bounded and explained.
+
+    Attributes
+    ----------
+    flag : the one public spelling: ``--flag`` on both command lines, the
+        parameter label ``flag`` in RELION's GUI.
+    kind : int, float or str.
+    help : what the option does (no unit, no default: those are rendered).
+    unit : "A", "deg", "px" or "".
+    at_least, above, below : bounds of a number: value >= at_least, > above, < below.
+    choices : the words a str option may take.
+    none : the word that means None: "auto" (the engine decides) or "none"
+        (off, or not given); "" when None is not a valid value.
+    none_means : what that word does, for the help.
+    metavar : the value's name in command-line help (default from ``kind``).
+    """
+
+    flag: str
+    kind: type
+    help: str
+    unit: str = ""
+    at_least: float | None = None
+    above: float | None = None
+    below: float | None = None
+    choices: tuple[str, ...] = ()
+    none: str = ""
+    none_means: str = ""
+    metavar: str = ""
+
+    # --- reading and checking values ------------------------------------------------
+    def parse(self, text: object) -> object:
+        """The value ``text`` (as typed on a command line or in RELION's GUI) stands for.
+
+        Raises
+        ------
+        InputError
+            One line naming ``--flag`` and what was expected.
+        """
+        if not isinstance(text, str):
+            return text          # already a value (click passes defaults through here)
+        word = text.strip()
+        if self.none and word.lower() == self.none:
+            return None
+        try:
+            value = word if self.kind is str else self.kind(word)
+        except ValueError:
+            raise self.error(text) from None
+        if not self._valid(value):
+            raise self.error(text)        # as typed: "-2", not the parsed -2.0
+        return value
+
+    def check(self, value: object) -> None:
+        """Raise InputError (one line) unless ``value`` is valid for this option."""
+        if value is None and self.none:
+            return
+        if not self._valid(value):
+            raise self.error(value)
+
+    def _valid(self, value: object) -> bool:
+        if self.kind is str:
+            if not isinstance(value, str) or not value.strip():
+                return False
+            return not self.choices or value in self.choices
+        if isinstance(value, bool) or not isinstance(
+                value, numbers.Integral if self.kind is int else numbers.Real):
+            return False
+        # Written so that NaN fails every bound.
+        return (math.isfinite(value)
+                and (self.at_least is None or value >= self.at_least)
+                and (self.above is None or value > self.above)
+                and (self.below is None or value < self.below))
+
+    def error(self, value: object) -> InputError:
+        """The one-line error every front end gives for a bad ``value``."""
+        shown = value if value != "" else "''"
+        return InputError(f"--{self.flag} {shown}: expected {self.expects}")
+
+    @property
+    def expects(self) -> str:
+        """What a valid value looks like, e.g. "a number > 0 (A), or auto"."""
+        if self.choices:
+            text = "one of " + ", ".join(self.choices)
+        else:
+            bounds = [f"{sign} {_number(bound)}" for sign, bound in
+                      ((">=", self.at_least), (">", self.above), ("<", self.below))
+                      if bound is not None]
+            text = " ".join([_KINDS[self.kind][0], " and ".join(bounds)]).strip()
+            text += f" ({self.unit})" if self.unit else ""
+        return text + (f", or {self.none}" if self.none else "")
+
+    # --- describing it ---------------------------------------------------------------
+    @property
+    def value_name(self) -> str:
+        """The value's name in command-line help: INT, FLOAT, FILE, widen|fade ..."""
+        return self.metavar or ("|".join(self.choices) if self.choices else _KINDS[self.kind][1])
+
+    def description(self, unit: bool = True) -> str:
+        """The help text: what it does, its unit (unless ``unit`` is False: a table with
+        a unit column) and what the None word means."""
+        text = self.help
+        if unit and self.unit:
+            text += f", {_UNIT_WORDS[self.unit]}"
+        if self.none and self.none_means:
+            text += f"; {self.none}: {self.none_means}"
+        return text
+
+    def command_line_help(self, default: object) -> str:
+        """The help of ``--flag`` on a command line: description and default."""
+        return f"{self.description()}  [default: {self.default_text(default)}]"
+
+    def default_text(self, default: object) -> str:
+        """``default`` as a user would type it (None as the None word)."""
+        if default is None:
+            return self.none
+        return _number(default) if isinstance(default, float) else str(default)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _option(default: object, flag: str, kind: type, help: str, **spec) -> object:
+    """A RefineOptions field with its default and its :class:`Option` record."""
+    return field(default=default, metadata={"option": Option(flag, kind, help, **spec)})
+
+
+_GN, _ADAM = GaussNewtonSettings(), AlignSettings()
 
 
 @dataclass(frozen=True)
 class RefineOptions:
     """Every parameter of a refinement run (all land in DIR/run.json).
 
-    iterations   gold-standard iterations (GMM -> poses -> reconstruction -> FSC)
-    res_A        target resolution of the first iteration; None: from the FSC
-                 of the maps reconstructed at the imported poses
-    n_gauss      Gaussians per GMM; None: so their spacing suits the resolution
-    model        PDB or mmCIF file to seed the GMMs (one Gaussian per non-H
-                 atom; io/model.py says which atoms and in what frame)
-    reference    map for the first iteration's GMMs instead of the half maps
-                 (low-passed to res_A; both halves use it)
-    mask         soft mask (MRC, values in [0, 1]) of the region to focus on:
-                 Gaussians outside it are widened or faded (``outside``), the
-                 pose moves turn about its centre, and the FSC
-                 within it is reported with RELION's phase-randomisation correction
-    outside      what a focused run does with Gaussians outside the mask:
-                 "widen" (width / (0.25 + 0.75 M), amplitude kept: the rest of
-                 the particle keeps its coarse shape) or "fade" (amplitude x
-                 M, width kept: the region alone is aligned)
-    low_cut_A    lowest resolution used by the FRC
-    batch        particles aligned at once (bounds GPU memory)
-    chunk        particles read from disk at once (bounds host memory)
-    steps        optimiser steps per particle and iteration; None: 4 Gauss-Newton
-                 steps for "cc", 10 Adam steps for "frc"
-    step_deg, step_px  largest move of one step (rotation, degrees; shift,
-                 pixels of the original images); None: 2 deg / 1 px for
-                 Gauss-Newton, 0.5 deg / 0.25 px for Adam
-    coarse_passes  alignment passes over coarser rings before the target's
-                 (each at twice the next one's resolution, none coarser than
-                 half of low_cut_A), so a pose far off comes within reach of
-                 the fine rings; "cc" only
-    prior_deg, prior_px  rms error expected of the input poses (rotation,
-                 degrees; shift, pixels): a Gaussian prior around each
-                 particle's pose for "cc"; None: no prior
-    align_fsc    next target resolution: where the FSC falls below this;
-                 None: 0.9 x where it falls below 0.1 (the reference
-                 implementation's rule)
-    score        "cc": correlation of the CTF-weighted particle with the
-                 projection over all rings at once (near the likelihood
-                 optimum under white noise); "frc": the paper's FRC of the
-                 phase-flipped particle, every ring normalised and weighted alike
-    sym          point group (RELION's names: C1, Cn, Dn, T, O, I): global
-                 refinement reconstructs with it; focused and patch runs
-                 expand the particles to C1 (one copy per operator) and
-                 re-impose it on their maps by mask-weighted averaging
-    patches      patch-by-patch refinement: after the global iterations, K
-                 focused runs (k-means patches of the GMM) and their composite
-                 map; None: global refinement only. With a mask, patches are
-                 placed inside it and the global run is not focused.
-    patch_iterations  focused iterations per patch
-    root         directory image paths resolve against (default: as the host does)
-    seed         random seed (k-means seeding, model randomisation)
+    Each field's metadata["option"] is its :class:`Option`: public spelling,
+    unit, valid values and help (:func:`option_fields` lists them). Building
+    one checks every value (:meth:`validate`), so a bad option is refused with
+    one line before any file is written, whichever front end built it.
     """
 
-    iterations: int = 5
-    res_A: float | None = None
-    n_gauss: int | None = None
-    model: str | None = None
-    reference: str | None = None
-    mask: str | None = None
-    outside: str = "widen"
-    low_cut_A: float = 25.0
-    batch: int = 16
-    chunk: int = 2000
-    steps: int | None = None
-    step_deg: float | None = None
-    step_px: float | None = None
-    score: str = "cc"
-    coarse_passes: int = 0
-    prior_deg: float | None = 3.0
-    prior_px: float | None = 1.0
-    align_fsc: float | None = None
-    sym: str = "C1"
-    patches: int | None = None
-    patch_iterations: int = 3
-    root: str | None = None
-    seed: int = 0
+    iterations: int = _option(
+        5, "iter", int, "gold-standard iterations (GMM -> poses -> reconstruction -> FSC); "
+        "about 5 converge", at_least=1)
+    res_A: float | None = _option(
+        None, "res", float, "target resolution of the first iteration", unit="A", above=0,
+        none="auto", none_means="from the FSC of the maps at the imported poses")
+    n_gauss: int | None = _option(
+        None, "n-gauss", int, "Gaussians per GMM", at_least=1,
+        none="auto", none_means="spacing suited to the resolution")
+    model: str | None = _option(
+        None, "model", str, "PDB or mmCIF model seeding the GMMs (one Gaussian per non-H "
+        "atom; it must overlay a map of these particles, MRC origin 0)",
+        none="none", none_means="GMMs seeded from the half maps", metavar="FILE")
+    reference: str | None = _option(
+        None, "reference", str, "map for the first iteration's GMMs instead of the half maps "
+        "(low-passed to the target; both halves use it)",
+        none="none", none_means="the half maps", metavar="FILE")
+    mask: str | None = _option(
+        None, "mask", str, "soft mask (values in [0, 1]) of the region to focus on: Gaussians "
+        "outside it widened or faded (outside), poses turned about its centre, the FSC within "
+        "it reported; with patches, where the patches go",
+        none="none", none_means="no focus", metavar="FILE")
+    outside: str = _option(
+        "widen", "outside", str, "what a focused run does with Gaussians outside the mask: "
+        "widen (width / (0.25 + 0.75 M): the coarse shape kept) or fade (amplitude x M: the "
+        "region aligned alone)", choices=tuple(OUTSIDE_MODES))
+    low_cut_A: float = _option(
+        25.0, "low-cut", float, "lowest resolution the alignment uses", unit="A", above=0)
+    batch: int = _option(
+        16, "batch", int, "particles aligned at once (bounds GPU memory)", at_least=1)
+    chunk: int = _option(
+        2000, "chunk", int, "particles read and aligned at once: one chunk's full-size "
+        "spectra are held in memory (bounds host memory)", at_least=1)
+    steps: int | None = _option(
+        None, "steps", int, "optimiser steps per particle and iteration", at_least=0,
+        none="auto", none_means=f"{_GN.iterations} Gauss-Newton steps (score cc), "
+        f"{_ADAM.steps} Adam steps (score frc)")
+    step_deg: float | None = _option(
+        None, "step-deg", float, "largest rotation of one optimiser step", unit="deg", above=0,
+        none="auto", none_means=f"{_GN.max_step_deg:g} (score cc), {_ADAM.step_deg:g} (score frc)")
+    step_px: float | None = _option(
+        None, "step-px", float, "largest shift of one optimiser step", unit="px", above=0,
+        none="auto", none_means=f"{_GN.max_step_px:g} (score cc), {_ADAM.step_px:g} (score frc)")
+    score: str = _option(
+        "cc", "score", str, "cc: correlation of the CTF-weighted particle with the projection "
+        "over all rings, by Gauss-Newton; frc: the paper's ring-normalised FRC of the "
+        "phase-flipped particle, by Adam (no prior, no coarse passes)", choices=SCORES)
+    coarse_passes: int = _option(
+        0, "coarse-passes", int, "alignment passes over coarser rings before the target's (each "
+        "at twice the next one's resolution, none coarser than half of low-cut), so a pose far "
+        "off comes within reach of the fine rings; score cc only", at_least=0)
+    prior_deg: float | None = _option(
+        3.0, "prior-deg", float, "rms rotation error expected of the input poses (the width of "
+        "a Gaussian prior around each, score cc)", unit="deg", above=0,
+        none="none", none_means="no prior (pure likelihood)")
+    prior_px: float | None = _option(
+        1.0, "prior-px", float, "rms shift error expected of the input poses (score cc)",
+        unit="px", above=0, none="none", none_means="no prior (as prior-deg none)")
+    align_fsc: float | None = _option(
+        None, "align-fsc", float, "next target resolution: where the FSC falls below this",
+        above=0, below=1, none="auto",
+        none_means="0.9 x where it falls below 0.1 (the reference implementation's rule)")
+    sym: str = _option(
+        "C1", "sym", str, "point group, RELION's names (C1, Cn, Dn, T, O, I): global runs "
+        "reconstruct with it; focused and patch runs expand the particles to C1 and re-impose "
+        "it on their maps", metavar="GROUP")
+    patches: int | None = _option(
+        None, "patches", int, "patch-by-patch refinement: after the global iterations, K "
+        "focused runs on k-means patches of the GMM and their composite map (8 is usual)",
+        at_least=1, none="none", none_means="global refinement only")
+    patch_iterations: int = _option(
+        3, "patch-iter", int, "focused iterations per patch", at_least=1)
+    root: str | None = _option(
+        None, "root", str, "directory image paths resolve against", none="none",
+        none_means="as the host does (RELION: the project directory)", metavar="DIR")
+    seed: int = _option(
+        0, "seed", int, "random seed (k-means seeding, model randomisation)", at_least=0)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise InputError (one line naming the option as users spell it) for a value no
+        run can use. Every front end and the engine rely on this one check."""
+        for name, option, _ in option_fields():
+            option.check(getattr(self, name))
+        if self.score == "frc" and self.coarse_passes:
+            raise InputError(f"--coarse-passes {self.coarse_passes} with --score frc: "
+                             "expected 0 (coarse passes exist for score cc only)")
+        # AlignOptions.has_prior's rule; not through alignment(), which refuses this pair
+        # with a ValueError of its own.
+        if self.score == "frc" and self.prior_deg is not None and self.prior_px is not None:
+            raise InputError("--score frc with a prior: expected --prior-deg none (the paper's "
+                             "FRC score has no prior), or --score cc")
+        try:
+            symmetry_operators(self.sym)
+        except InputError:
+            raise InputError(f"--sym {self.sym}: expected {POINT_GROUPS}") from None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -100,6 +280,14 @@ class RefineOptions:
         """The part of these options the per-particle alignment reads."""
         return AlignOptions(**{f.name: getattr(self, f.name)
                                for f in dataclasses.fields(AlignOptions)})
+
+
+def option_fields() -> list[tuple[str, Option, object]]:
+    """Every RefineOptions field as (field name, its :class:`Option`, its default), in order.
+
+    The front ends make their flags, labels and help from this list.
+    """
+    return [(f.name, f.metadata["option"], f.default) for f in dataclasses.fields(RefineOptions)]
 
 
 @dataclass

@@ -16,7 +16,6 @@ import numpy as np
 
 from ..data.particles import ParticleSet
 from ..data.rotations import angle_between_deg
-from ..errors import InputError
 from ..io.particles import write_particles
 from ..io.stack import StackReader
 from ..reconstruct.fsc import fsc_curve, masked_fsc_corrected, resolution_at
@@ -41,44 +40,7 @@ log = logging.getLogger(__name__)
 
 def check_options(options: RefineOptions) -> None:
     """Raise InputError (one line) for an option no run can use; before any file is written."""
-    from ..align.options import SCORES
-    from ..data.symmetry_groups import symmetry_operators
-    from ..gmm.focus import OUTSIDE_MODES
-
-    bad = [(options.iterations < 1, f"iterations {options.iterations}; expected >= 1"),
-           (options.res_A is not None and options.res_A <= 0, f"res {options.res_A}; expected > 0 A"),
-           (options.n_gauss is not None and options.n_gauss < 1,
-            f"n_gauss {options.n_gauss}; expected >= 1"),
-           (options.batch < 1, f"batch {options.batch}; expected >= 1"),
-           (options.chunk < 1, f"chunk {options.chunk}; expected >= 1"),
-           (options.steps is not None and options.steps < 0, f"steps {options.steps}; expected >= 0"),
-           (options.step_deg is not None and options.step_deg <= 0,
-            f"step_deg {options.step_deg}; expected > 0"),
-           (options.step_px is not None and options.step_px <= 0,
-            f"step_px {options.step_px}; expected > 0"),
-           (options.low_cut_A <= 0, f"low_cut {options.low_cut_A}; expected > 0 A"),
-           (options.score not in SCORES, f"score {options.score!r}; expected one of {SCORES}"),
-           (options.outside not in OUTSIDE_MODES,
-            f"outside {options.outside!r}; expected one of {tuple(OUTSIDE_MODES)}"),
-           (options.coarse_passes < 0,
-            f"coarse_passes {options.coarse_passes}; expected >= 0"),
-           (options.align_fsc is not None and not 0 < options.align_fsc < 1,
-            f"align_fsc {options.align_fsc}; expected between 0 and 1"),
-           (options.score == "frc" and options.coarse_passes > 0,
-            f"coarse_passes {options.coarse_passes} with score frc; expected 0 (coarse passes "
-            "exist for score cc only)"),
-           (options.score == "frc" and options.prior_deg is not None
-            and options.prior_px is not None,
-            "score frc with a prior; expected prior_deg none (the paper's FRC score has no "
-            "prior: give --prior-deg none, or use score cc)"),
-           (options.patches is not None and options.patches < 1,
-            f"patches {options.patches}; expected >= 1"),
-           (options.patch_iterations < 1,
-            f"patch_iterations {options.patch_iterations}; expected >= 1")]
-    for is_bad, message in bad:
-        if is_bad:
-            raise InputError(f"refine: {message}")
-    symmetry_operators(options.sym)     # one clear line for a name RELION would not know
+    options.validate()
 
 
 class _Refinement:
