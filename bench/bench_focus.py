@@ -286,9 +286,9 @@ def main() -> None:
     }
     if not args.no_patches:
         per_patch = []
-        for mask_path in sorted(patch.glob("patch_*/mask.mrc")):
+        for mask_path in sorted(patch.glob("patch_masks/patch_*.mrc")):
             mask, _ = read_map(mask_path)
-            per_patch.append({"patch": mask_path.parent.name, **{
+            per_patch.append({"patch": mask_path.stem, **{
                 name: truth_resolution(volumes[name], truth, mask, apix)
                 for name in ("global", "composite")}})
         result["truth_fsc05_per_patch_A"] = per_patch

@@ -25,6 +25,7 @@ def main(particles: Path, out_dir: Path, root: Path | None, chunk: int, sym: str
     from ..io.particles import read_particles, require_poses
     from ..io.stack import StackReader
     from ..io.tables import write_fsc_csv
+    from ..pipeline.ownership import RunIdentity, check_claim, claimed
     from ..reconstruct.backproject import reconstruct_halves
     from ..reconstruct.fsc import fsc_curve, resolution_at
     from ..report.plots import plot_fsc
@@ -41,6 +42,13 @@ def main(particles: Path, out_dir: Path, root: Path | None, chunk: int, sym: str
     click.echo(f"{len(ps)} particles (half 1: {n1}, half 2: {n2}), box {box}, {apix:.4g} A/px"
                + (f", symmetry {sym} ({order} operators)" if order > 1 else ""))
 
+    # The directory belongs to this reconstruction: never a refinement's (whose maps it
+    # would replace) nor one of another input's. Checked now, claimed once the maps exist.
+    out_dir = Path(out_dir)
+    identity = RunIdentity("reconstruct", {"particles": Path(particles)},
+                           {"sym": sym, "root": None if root is None else str(root)},
+                           resumable=frozenset({"root"}))
+    check_claim(out_dir, identity)
     # Everything that can fail (reading every image) happens before the
     # first file is written, so an error leaves no partial output.
     progress = Progress(len(ps), "reconstruct")
@@ -50,12 +58,12 @@ def main(particles: Path, out_dir: Path, root: Path | None, chunk: int, sym: str
     fsc = fsc_curve(half1, half2)
     res_A = resolution_at(fsc, box, apix, 0.143)
 
-    out_dir = Path(out_dir)
     files = {"half1.mrc": half1, "half2.mrc": half2, "map.mrc": full}
-    for name, volume in files.items():
-        write_map(out_dir / name, volume, apix)
-    write_fsc_csv(out_dir / "fsc.csv", fsc, box, apix)
-    plot_fsc(out_dir / "fsc.png", {"half 1 vs half 2": fsc}, box, apix)
+    with claimed(out_dir, identity):
+        for name, volume in files.items():
+            write_map(out_dir / name, volume, apix)
+        write_fsc_csv(out_dir / "fsc.csv", fsc, box, apix)
+        plot_fsc(out_dir / "fsc.png", {"half 1 vs half 2": fsc}, box, apix)
     progress.finish()
     click.echo(f"Gold-standard resolution (FSC 0.143): {res_A:.2f} A")
     click.echo(f"Wrote {', '.join(list(files) + ['fsc.csv', 'fsc.png'])} to {out_dir}")

@@ -26,6 +26,7 @@ from ..data.symmetry_groups import EXPECTED as POINT_GROUPS
 from ..data.symmetry_groups import symmetry_operators
 from ..errors import InputError
 from ..gmm.focus import OUTSIDE_MODES
+from .ownership import RunIdentity
 
 # kind -> (what a value is, in an error line; its name in command-line help)
 _KINDS = {int: ("an integer", "INT"), float: ("a number", "FLOAT"),
@@ -280,6 +281,25 @@ class RefineOptions:
         """The part of these options the per-particle alignment reads."""
         return AlignOptions(**{f.name: getattr(self, f.name)
                                for f in dataclasses.fields(AlignOptions)})
+
+
+# Options that may change between a run and its resumption: more iterations,
+# and how work is batched, change no finished result.
+RESUMABLE = frozenset({"iterations", "batch", "chunk", "root"})
+INPUT_FILE_OPTIONS = ("mask", "reference", "model")
+
+
+def run_identity(particles: Path, options: "RefineOptions",
+                 resumable: frozenset[str] = RESUMABLE) -> RunIdentity:
+    """What makes a refinement run this run (pipeline.ownership): its particle file, the
+    other files its options name, and its options."""
+    files = {"particles": Path(particles)}
+    files.update({name: Path(getattr(options, name)) for name in INPUT_FILE_OPTIONS
+                  if getattr(options, name) is not None})
+    fields = option_fields()
+    return RunIdentity("refine", files, options.to_dict(), resumable,
+                       defaults={name: default for name, _, default in fields},
+                       spelling={name: option.flag for name, option, _ in fields})
 
 
 def option_fields() -> list[tuple[str, Option, object]]:

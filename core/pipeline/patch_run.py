@@ -1,8 +1,10 @@
 """Patch-by-patch refinement: global refinement, then one focused run per patch, then a composite.
 
 DIR/global/         the global refinement (an ordinary run directory)
-DIR/patch_NN/       patch NN's focused run from the global poses, mask.mrc
-                    its mask; particles.star its own refined poses
+DIR/patch_NN/       patch NN's focused run from the global poses;
+                    particles.star its own refined poses
+DIR/patch_masks/    patch_NN.mrc, each patch's mask (a stage's input, kept
+                    outside the stage's own directory)
 DIR/half1.mrc, half2.mrc, map.mrc, fsc.csv, fsc.png
                     the composite halves (each from that half's patch maps
                     only), their FSC against the global run's
@@ -38,14 +40,14 @@ from ..io.particles import read_particles
 from ..reconstruct.fsc import fsc_curve, masked_fsc_corrected, resolution_at
 from ..report.plots import plot_fsc
 from ..report.slices import plot_run_comparison
-from .options import RefineOptions, RefineResult
+from .options import RefineOptions, RefineResult, run_identity
+from .ownership import claimed
 from .refinement import refine_single
 from .run_directory import (
     FSC_PNG,
     RECORD,
     Maps,
     RunLayout,
-    check_resumable,
     read_final_maps,
     run_files,
     write_maps,
@@ -56,7 +58,7 @@ log = logging.getLogger(__name__)
 PATCHES_CSV = "patches.csv"
 COMPARISON_PNG = "comparison.png"
 GLOBAL_DIR = "global"
-MASK = "mask.mrc"
+MASKS_DIR = "patch_masks"
 
 
 def _patch_centres(global_run: RunLayout, iterations: int, region: np.ndarray | None,
@@ -99,20 +101,18 @@ class _PatchRefinement:
         self.box, self.apix = ps.common_box_apix()
         self.region = (None if options.mask is None
                        else read_mask(options.mask, self.box, self.apix))
-        # What places and runs the patches; the stages' own directories check the rest.
-        check_resumable(out_dir / RECORD, str(particles.resolve()), options,
-                        keys=("patches", "patch_iterations", "seed", "mask", "sym"))
 
     def _refine(self, particles: Path, out: Path, options: RefineOptions) -> RefineResult:
         return refine_single(particles, out, options, should_abort=self.should_abort)
 
     def run(self) -> RefineResult:
+        # The patch run owns the top directory; each stage owns its own below it.
+        with claimed(self.out, run_identity(self.particles, self.options,
+                                            frozenset({"batch", "chunk", "root"}))) as record:
+            return self._run(record)
+
+    def _run(self, record: dict) -> RefineResult:
         opts = self.options
-        self.out.mkdir(parents=True, exist_ok=True)
-        if not (self.out / RECORD).exists():
-            # Written first so a resumed run can be checked against it.
-            write_text_atomic(self.out / RECORD, json.dumps(
-                {"input": str(self.particles.resolve()), "options": opts.to_dict()}, indent=2) + "\n")
         log.info(f"patch refinement: global refinement first ({opts.iterations} iterations)")
         # The mask, if any, chooses where patches go; the global run is not focused.
         glob = self._refine(self.particles, self.out / GLOBAL_DIR, _single_run(opts, mask=None))
@@ -120,12 +120,12 @@ class _PatchRefinement:
         patches = patches_from_centres(centres, opts.patches, seed=opts.seed)
         masks = [patch_mask(p, self.box, self.apix) for p in patches]
         results = [self._patch(p, m, glob) for p, m in zip(patches, masks)]
-        return self._composite(glob, patches, masks, results)
+        return self._composite(record, glob, patches, masks, results)
 
     def _patch(self, patch: Patch, mask: np.ndarray, glob: RefineResult) -> RefineResult:
         out = self.out / f"patch_{patch.index:02d}"
-        out.mkdir(parents=True, exist_ok=True)
-        mask_path = out / MASK
+        # The mask is the stage's input, so it lives beside the stage's directory, not in it.
+        mask_path = self.out / MASKS_DIR / f"patch_{patch.index:02d}.mrc"
         if not mask_path.exists():
             write_map(mask_path, mask, self.apix)
         log.info(f"patch {patch.index}/{self.options.patches}: {patch.n_gauss} Gaussians, centre "
@@ -139,8 +139,8 @@ class _PatchRefinement:
                                  reference=None, root=self.root)
         return self._refine(glob.particles_star, out, patch_opts)
 
-    def _composite(self, glob: RefineResult, patches: list[Patch], masks: list[np.ndarray],
-                   results: list[RefineResult]) -> RefineResult:
+    def _composite(self, record: dict, glob: RefineResult, patches: list[Patch],
+                   masks: list[np.ndarray], results: list[RefineResult]) -> RefineResult:
         fills = read_final_maps(glob.out_dir)
         per_patch = [read_final_maps(r.out_dir) for r in results]
         halves = [composite_map([m[h] for m in per_patch], masks, fill=fills[h]) for h in (0, 1)]
@@ -158,8 +158,8 @@ class _PatchRefinement:
         _write_table(self.out / PATCHES_CSV, patches, before, after)
         res = resolution_at(fsc, self.box, self.apix)
         self._comparison(glob, patches, masks, before, after, lowpass(full, self.apix, res))
-        record = {"input": str(self.particles.resolve()), "options": self.options.to_dict(),
-                  "global_resolution_A": glob.resolution_A, "composite_resolution_A": res,
+        record = {**record, "global_resolution_A": glob.resolution_A,
+                  "composite_resolution_A": res,
                   "composite_masked_resolution_A": resolution_at(masked.corrected, self.box,
                                                                  self.apix),
                   "patches": [{**p.as_dict(), "resolution_before_A": b, "resolution_after_A": a}

@@ -24,7 +24,8 @@ from ..report import log as report_log
 from ..report.plots import plot_fsc, plot_pose_changes
 from . import iteration
 from .inputs import RunInputs, read_inputs
-from .options import RefineOptions, RefineResult
+from .options import RefineOptions, RefineResult, run_identity
+from .ownership import claimed
 from .run_directory import (
     FSC_PNG,
     LOG,
@@ -47,9 +48,8 @@ class _Refinement:
     """One run: its inputs (read and checked before anything is written), its directory,
     and the loop."""
 
-    def __init__(self, inputs: RunInputs, out_dir: Path, should_abort: Callable[[], bool]):
-        self.inputs, self.should_abort = inputs, should_abort
-        self.run = RunDirectory(out_dir, inputs.options, inputs.source, len(inputs.particles))
+    def __init__(self, inputs: RunInputs, run: RunDirectory, should_abort: Callable[[], bool]):
+        self.inputs, self.run, self.should_abort = inputs, run, should_abort
 
     def run_all(self) -> RefineResult:
         inputs, run = self.inputs, self.run
@@ -160,13 +160,18 @@ def refine_single(particles: Path, out_dir: Path, options: RefineOptions, *,
                   should_abort: Callable[[], bool] = lambda: False) -> RefineResult:
     """One gold-standard run (no patches) of PARTICLES into ``out_dir``; resumes a stopped run.
 
-    Its log lines go to ``out_dir``/run.log with times, besides any handler
-    the caller attached (gmmrefine.report.log).
+    The run owns ``out_dir`` while it works (pipeline.ownership: a lock, and
+    a record of its inputs and options written before anything else). Its
+    log lines go to ``out_dir``/run.log with times, besides any handler the
+    caller attached (gmmrefine.report.log).
     """
+    out_dir = Path(out_dir)
     with report_log.held() as early:
         inputs = read_inputs(Path(particles), options)
-        refinement = _Refinement(inputs, Path(out_dir), should_abort)
         # Nothing is written before the inputs are checked; their lines join the log after.
-        with report_log.to_file(Path(out_dir) / LOG) as file_log:
+        with claimed(out_dir, run_identity(particles, options)) as record, \
+                report_log.to_file(out_dir / LOG) as file_log:
             early.replay(file_log)
-            return refinement.run_all()
+            record["n_particles"] = len(inputs.particles)
+            run = RunDirectory(out_dir, record)
+            return _Refinement(inputs, run, should_abort).run_all()

@@ -21,13 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
 from ..gmm.model import GMM
 from ..io.atomic import atomic_path, write_text_atomic
 from ..io.gmm_files import read_gmm, write_gmm, write_pdb
 from ..io.mrc import read_map, write_map
 from ..io.tables import write_fsc_csv
-from .options import RefineOptions
 
 RECORD = "run.json"
 LOG = "run.log"
@@ -41,9 +39,6 @@ POSE_CHANGES_PNG = "pose_changes.png"
 _ITERATION_RECORD = "iteration.json"
 _STATE = "state.npz"
 
-# Options that may change between a run and its resumption: more iterations,
-# and how work is batched, change no finished result.
-_RESUMABLE = {"iterations", "batch", "chunk", "root"}
 
 
 @dataclass(frozen=True)
@@ -114,16 +109,12 @@ class RunLayout:
 
 
 class RunDirectory(RunLayout):
-    """Paths and persistence of one refinement run; refuses to mix runs with different inputs
-    or options."""
+    """Persistence of one refinement run in a directory it owns (pipeline.ownership): each
+    finished iteration, and the run's record."""
 
-    def __init__(self, out_dir: Path, options: RefineOptions, particles: Path, n_particles: int):
+    def __init__(self, out_dir: Path, record: dict):
         super().__init__(out_dir)
-        self.options = options
-        # Resolved, so the same file named from another directory resumes the run.
-        self.record = {"input": str(Path(particles).resolve()), "n_particles": int(n_particles),
-                       "options": options.to_dict(), "iterations": []}
-        check_resumable(self.path / RECORD, self.record["input"], options)
+        self.record = record
 
     # --- iterations --------------------------------------------------------------------
     def is_done(self, it: int) -> bool:
@@ -187,31 +178,3 @@ def read_final_maps(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The half maps and full map a finished run (or patch run) wrote in ``path``."""
     files = run_files(path)
     return tuple(read_map(p)[0] for p in (files.half1, files.half2, files.map))
-
-
-def check_resumable(record_path: Path, input_path: str, options: RefineOptions,
-                    keys: tuple[str, ...] | None = None) -> None:
-    """Refuse, in one line, to resume the run recorded at ``record_path`` with other inputs.
-
-    ``keys``: the options that must match (default: all but those in
-    _RESUMABLE). Nothing to check when there is no record yet.
-    """
-    if not record_path.exists():
-        return
-    try:
-        old = json.loads(record_path.read_text())
-    except json.JSONDecodeError:
-        raise InputError(f"{record_path}: not readable JSON; expected a gmmrefine run record "
-                         "(use a new --out directory)") from None
-    if old.get("input") != input_path:
-        raise InputError(f"{record_path}: this directory holds a run on {old.get('input')}; "
-                         f"expected {input_path} (use a new --out directory)")
-    # An option the run's version did not have yet ran at its default.
-    defaults = RefineOptions().to_dict()
-    current = options.to_dict()
-    for key in keys if keys is not None else [k for k in current if k not in _RESUMABLE]:
-        before = old.get("options", {}).get(key, defaults.get(key))
-        if before != current[key]:
-            raise InputError(
-                f"{record_path}: the run here used {key}={before!r}, not {current[key]!r}; "
-                "expected the same options to resume (or a new --out directory)")
