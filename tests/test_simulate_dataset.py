@@ -1,4 +1,5 @@
-"""The simulator: model, exact rendering, noise at the stated SNR, files with known truth."""
+"""The simulated data set on disk: noise at the stated SNR, start poses with the stated
+errors, flexible and symmetric assemblies, files with known truth."""
 
 from __future__ import annotations
 
@@ -8,20 +9,14 @@ import mrcfile
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from gmmrefine.cli.main import cli
-from gmmrefine.data.rotations import angle_between_deg, euler_to_matrix
+from gmmrefine.data.rotations import angle_between_deg
+from gmmrefine.data.symmetry_groups import symmetry_operators
 from gmmrefine.errors import InputError
 from gmmrefine.io.particles import read_particles
+from gmmrefine.reconstruct.symmetry import symmetrize_map
 from gmmrefine.simulate.dataset import simulate_dataset
-from gmmrefine.simulate.model import (
-    DOMAIN,
-    assemble_copies,
-    build_model,
-    conformation_coords,
-    hinge_range_deg,
-    tip_radius_A,
-)
-from gmmrefine.simulate.pdb import read_pdb, write_pdb
+from gmmrefine.simulate.model import DOMAIN, conformation_coords, hinge_range_deg
+from gmmrefine.simulate.pdb import read_pdb
 from gmmrefine.simulate.render import (
     atom_amplitude,
     atom_sigma_A,
@@ -29,160 +24,8 @@ from gmmrefine.simulate.render import (
     project_atoms,
     render_map,
 )
-from scipy.spatial.transform import Rotation
+from scipy.spatial import cKDTree
 
-
-@pytest.fixture(scope="module")
-def model():
-    return build_model(seed=0)
-
-
-def _centred_axis(box: int, apix: float) -> np.ndarray:
-    return (np.arange(box) - box // 2) * apix
-
-
-# --- the model -----------------------------------------------------------------------------------
-
-def test_model_is_a_90_kda_two_part_protein(model):
-    assert 6000 <= len(model) <= 6600
-    assert 85 <= model.mass_kda <= 95
-    assert 0.25 <= model.domain_mass_fraction <= 0.30
-    assert set(model.element) == {"C", "N", "O", "S"}
-    # Element shares of real proteins: roughly 63% C, 17% N, 19% O, <1% S.
-    share = {e: np.mean(model.element == e) for e in "CNOS"}
-    assert 0.58 < share["C"] < 0.68 and 0.14 < share["N"] < 0.20 and 0.15 < share["O"] < 0.23
-    assert 0 < share["S"] < 0.02
-    # Consecutive CAs of the ideal helices are 3.8 A apart (trans peptides).
-    ca = model.coords_A[model.atom_name == "CA"]
-    step = np.linalg.norm(np.diff(ca, axis=0), axis=1)
-    assert np.median(step) == pytest.approx(3.8, abs=0.05)
-    # The model fits the default box (96 px at 1.3 A: radius 62 A) with margin.
-    assert np.linalg.norm(model.coords_A, axis=1).max() < 55.0
-    assert np.abs(model.coords_A.mean(axis=0)).max() < 1e-9
-
-
-def test_model_is_deterministic_from_its_seed(model):
-    again = build_model(seed=0)
-    other = build_model(seed=1)
-    np.testing.assert_array_equal(again.coords_A, model.coords_A)
-    assert list(again.res_name) == list(model.res_name)
-    assert list(other.res_name) != list(model.res_name)
-
-
-def test_hinge_moves_only_the_domain_and_the_tip_by_the_requested_travel(model):
-    span = hinge_range_deg(model, 10.0)
-    moved = conformation_coords(model, span / 2) - conformation_coords(model, -span / 2)
-    travel = np.linalg.norm(moved, axis=1)
-    assert np.all(travel[model.domain != DOMAIN] == 0)
-    # The tip travels an arc of 10 A; its chord is 2 r sin(span / 2).
-    r = tip_radius_A(model)
-    assert travel.max() == pytest.approx(2 * r * np.sin(np.radians(span) / 2), rel=1e-9)
-    assert travel.max() == pytest.approx(10.0, rel=0.01)
-
-
-def test_assemble_copies_places_rotated_subunits(model):
-    c3 = Rotation.from_rotvec([[0, 0, a] for a in (0, 2 * np.pi / 3, 4 * np.pi / 3)]).as_matrix()
-    trimer = assemble_copies(model, c3)
-    assert len(trimer) == 3 * len(model)
-    # Core and domain are chains A and B; each copy gets its own pair.
-    assert sorted(set(trimer.chain)) == list("ABCDEF")
-    np.testing.assert_allclose(trimer.coords_A[len(model):2 * len(model)],
-                               model.coords_A @ c3[1].T)
-
-
-def test_pdb_round_trip_keeps_coordinates_domains_and_hinge(model, tmp_path):
-    path = tmp_path / "model.pdb"
-    write_pdb(path, model, box_centre_A=62.4)
-    back = read_pdb(path)
-    np.testing.assert_allclose(back.coords_A, model.coords_A, atol=6e-4)
-    np.testing.assert_array_equal(back.domain, model.domain)
-    assert list(back.element) == list(model.element)
-    assert list(back.atom_name) == list(model.atom_name)
-    np.testing.assert_allclose(back.hinge_point_A, model.hinge_point_A, atol=1e-4)
-    np.testing.assert_allclose(back.hinge_axis, model.hinge_axis, atol=1e-4)
-    # The written coordinates overlay a map whose origin is its first voxel.
-    first = next(line for line in path.read_text().splitlines() if line.startswith("ATOM"))
-    assert float(first[30:38]) == pytest.approx(model.coords_A[0, 0] + 62.4, abs=6e-4)
-
-
-def test_read_pdb_refuses_a_file_without_atoms(tmp_path):
-    path = tmp_path / "empty.pdb"
-    path.write_text("HEADER nothing\nEND\n")
-    with pytest.raises(InputError, match="no ATOM"):
-        read_pdb(path)
-
-
-# --- rendering -----------------------------------------------------------------------------------
-
-def test_single_atom_map_integrates_to_its_amplitude_at_its_centre():
-    box, apix = 32, 1.1
-    centre = np.array([[2.3, -1.7, 4.1]])
-    volume = render_map(centre, np.array([2.5]), np.array([1.2]), box, apix)
-    assert volume.sum() == pytest.approx(2.5, rel=1e-5)
-    axis = _centred_axis(box, apix)
-    w = volume.astype(float)
-    centroid = [np.sum(w.sum(axis=(0, 1)) * axis), np.sum(w.sum(axis=(0, 2)) * axis),
-                np.sum(w.sum(axis=(1, 2)) * axis)]  # x, y, z of an array [z, y, x]
-    np.testing.assert_allclose(np.array(centroid) / w.sum(), centre[0], atol=1e-4)
-
-
-def test_single_atom_projection_lands_at_A_c_minus_origin():
-    box, apix = 48, 1.3
-    c = np.array([5.0, -3.0, 7.0])
-    a = euler_to_matrix(30.0, 60.0, -45.0)[0]
-    origin = np.array([2.0, -4.5])
-    image = project_atoms(c[None], np.array([1.7]), np.array([1.5]), a[None], origin[None],
-                          box, apix)[0]
-    expected = (a @ c)[:2] - origin
-    axis = _centred_axis(box, apix)
-    assert image.sum() == pytest.approx(1.7, rel=1e-9)
-    centroid = [np.sum(image.sum(axis=0) * axis), np.sum(image.sum(axis=1) * axis)]
-    np.testing.assert_allclose(np.array(centroid) / image.sum(), expected, atol=1e-6)
-
-
-def test_identity_projection_is_the_map_summed_along_z(model):
-    inside = np.linalg.norm(model.coords_A, axis=1) < 22.0
-    coords = model.coords_A[inside]
-    amp = atom_amplitude(model.element[inside])
-    sigma = atom_sigma_A(model.element[inside], 20.0)
-    box, apix = 40, 1.5
-    volume = render_map(coords, amp, sigma, box, apix)
-    image = project_atoms(coords, amp, sigma, np.eye(3)[None], np.zeros((1, 2)), box, apix)[0]
-    np.testing.assert_allclose(image, volume.sum(axis=0), atol=1e-4 * image.max())
-
-
-def test_projection_matches_the_analytic_fourier_transform_of_the_gaussians(model):
-    rng = np.random.default_rng(3)
-    coords = model.coords_A[rng.choice(len(model), 40, replace=False)] * 0.4
-    amp = rng.uniform(1.0, 3.0, 40)
-    sigma = np.full(40, 1.5)        # wide enough that aliasing is < 1e-8
-    box, apix = 48, 1.2
-    a = euler_to_matrix(110.0, 35.0, 250.0)[0]
-    origin = np.array([1.3, -0.4])
-    image = project_atoms(coords, amp, sigma, a[None], origin[None], box, apix)[0]
-    x = _centred_axis(box, apix)
-    p = (coords @ a.T)[:, :2] - origin
-    for kx, ky in [(0.0, 0.0), (0.03, 0.0), (-0.05, 0.07), (0.11, -0.02), (0.071, 0.093)]:
-        direct = np.sum(image * np.exp(-2j * np.pi * (kx * x[None, :] + ky * x[:, None])))
-        # Pixel integration multiplies the transform by sinc(k apix) per axis.
-        analytic = np.sum(amp * np.exp(-2 * np.pi ** 2 * sigma ** 2 * (kx ** 2 + ky ** 2))
-                          * np.exp(-2j * np.pi * (kx * p[:, 0] + ky * p[:, 1]))) \
-            * np.sinc(kx * apix) * np.sinc(ky * apix)
-        assert abs(direct - analytic) < 1e-6 * amp.sum()
-
-
-def test_unknown_elements_are_refused_clearly():
-    with pytest.raises(InputError, match="Fe"):
-        atom_amplitude(np.array(["C", "Fe"], dtype=object))
-
-
-def test_footprint_variance_is_the_variance_above_the_threshold():
-    image = np.zeros((8, 8))
-    image[2:4, 2:4] = [[10.0, 6.0], [4.0, 0.4]]     # 0.4 < 5% of 10: outside
-    assert footprint_variance(image[None], 0.05)[0] == pytest.approx(np.var([10.0, 6.0, 4.0]))
-
-
-# --- the data set on disk ------------------------------------------------------------------------
 
 def _snr_from_files(out) -> tuple[float, float]:
     """Realised SNR and on-disk noise sd, measured from what was written."""
@@ -240,18 +83,20 @@ def test_start_poses_carry_the_requested_errors_and_files_read_back(tmp_path):
     assert summary["cramer_rao"] is None
 
 
-def test_flexible_set_writes_conformations_mask_and_maps(tmp_path, model):
+def test_flexible_set_writes_conformations_mask_and_maps(tmp_path, sim_model):
     box, apix = 64, 2.0
     summary = simulate_dataset(tmp_path, n=30, box=box, apix=apix, snr=0.1, flexible=True,
                                flex_amplitude_A=10.0, crb_sample=2)
     angles = np.load(tmp_path / "truth_conformation.npy")
     lo, hi = summary["flexible"]["hinge_angle_range_deg"]
     assert angles.shape == (30,) and lo <= angles.min() and angles.max() <= hi
-    assert hi - lo == pytest.approx(hinge_range_deg(model, 10.0))
-    amp, sigma = atom_amplitude(model.element), atom_sigma_A(model.element, model.bfactor_A2)
+    assert hi - lo == pytest.approx(hinge_range_deg(sim_model, 10.0))
+    amp = atom_amplitude(sim_model.element)
+    sigma = atom_sigma_A(sim_model.element, sim_model.bfactor_A2)
     mean_map = mrcfile.read(tmp_path / "truth_map.mrc")
-    np.testing.assert_allclose(mean_map, render_map(conformation_coords(model, 0.0), amp, sigma,
-                                                    box, apix), atol=1e-5 * mean_map.max())
+    np.testing.assert_allclose(mean_map, render_map(conformation_coords(sim_model, 0.0), amp,
+                                                    sigma, box, apix),
+                               atol=1e-5 * mean_map.max())
     first = mrcfile.read(tmp_path / "truth_map_conf0.mrc")
     last = mrcfile.read(tmp_path / "truth_map_conf4.mrc")
     mask = mrcfile.read(tmp_path / "domain_mask.mrc")
@@ -259,7 +104,7 @@ def test_flexible_set_writes_conformations_mask_and_maps(tmp_path, model):
     # Where the conformations differ, the mask is on; the core far from the domain is off.
     changed = np.abs(last - first) > 0.2 * np.abs(last - first).max()
     assert np.all(mask[changed] > 0.99)
-    core_far = conformation_coords(model, 0.0)[model.domain != DOMAIN]
+    core_far = conformation_coords(sim_model, 0.0)[sim_model.domain != DOMAIN]
     core_far = core_far[core_far[:, 0] < core_far[:, 0].min() + 10]
     idx = np.rint(core_far / apix).astype(int) + box // 2
     inside = np.all((idx >= 0) & (idx < box), axis=1)
@@ -267,13 +112,39 @@ def test_flexible_set_writes_conformations_mask_and_maps(tmp_path, model):
     assert summary["cramer_rao"]["n_sampled"] == 2
 
 
-def test_cli_prints_what_it_wrote_and_refuses_bad_settings(tmp_path):
-    runner = CliRunner()
-    result = runner.invoke(cli, ["simulate", "--out", str(tmp_path / "sim"), "--n", "6",
-                                 "--box", "32", "--apix", "4", "--crb-sample", "2"])
+@pytest.mark.parametrize("sym", ["C3", "D2"])
+def test_simulate_sym_makes_a_symmetric_assembly(tmp_path, sym):
+    from gmmrefine.cli.simulate import main
+
+    out = tmp_path / sym
+    result = CliRunner().invoke(main, ["--out", str(out), "--n", "40", "--box", "32", "--apix", "4",
+                                       "--crb-sample", "0", "--sym", sym])
     assert result.exit_code == 0, result.output
-    assert "particles.star" in result.output and "Cramer-Rao" in result.output
-    assert (tmp_path / "sim" / "truth.json").exists()
-    bad = runner.invoke(cli, ["simulate", "--out", str(tmp_path / "bad"), "--box", "33"])
-    assert bad.exit_code == 2
-    assert "--box 33" in bad.output and "Traceback" not in bad.output
+    truth = json.loads((out / "truth.json").read_text())
+    assert truth["config"]["sym"] == sym
+    assert truth["model"]["copies"] == len(symmetry_operators(sym))
+    assert 90 <= truth["model"]["mass_kda"] <= 150
+    # The atoms are closed under every operator (RELION's sense: V(R x) = V(x)) ...
+    atoms = read_pdb(out / "model.pdb").coords_A     # from the box centre
+    tree = cKDTree(atoms)
+    for r in symmetry_operators(sym):
+        assert tree.query(atoms @ r.T)[0].max() < 0.01
+    # ... copies touch without overlapping ...
+    n_sub = len(atoms) // len(symmetry_operators(sym))
+    gap = cKDTree(atoms[n_sub:]).query(atoms[:n_sub])[0].min()
+    assert 3.0 < gap < 6.0
+    # ... and the truth map is invariant under symmetrisation.
+    volume = mrcfile.read(out / "truth_map.mrc")
+    again = symmetrize_map(volume, sym)
+    assert np.corrcoef(volume.ravel(), again.ravel())[0, 1] > 0.99
+
+
+def test_simulate_refuses_bad_symmetry_settings(tmp_path):
+    from gmmrefine.simulate.dataset import simulate_dataset
+
+    with pytest.raises(InputError, match="--sym 'C3v'"):
+        simulate_dataset(tmp_path, n=4, box=32, apix=4.0, sym="C3v")
+    with pytest.raises(InputError, match="--flexible with --sym C3"):
+        simulate_dataset(tmp_path, n=4, box=32, apix=4.0, sym="C3", flexible=True)
+    with pytest.raises(InputError, match="assembly reaches"):
+        simulate_dataset(tmp_path, n=4, box=32, apix=2.0, sym="C3", crb_sample=0)
