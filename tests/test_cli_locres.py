@@ -9,6 +9,7 @@ from gmmrefine.cli.locres import main
 from gmmrefine.errors import InputError
 from gmmrefine.fourier import masks
 from gmmrefine.io.mrc import read_map, write_map
+from gmmrefine.reconstruct import locres
 from helpers_locres import APIX, BOX, STEP_PX, WINDOW_A, shared_signal
 
 
@@ -20,6 +21,12 @@ def test_cli_writes_map_and_figure_and_prints_percentiles(locres_maps):
     assert run.exit_code == 0, run.output
     res, apix = read_map(out / "locres.mrc")
     assert res.shape == (BOX,) * 3 and apix == pytest.approx(APIX)
+    # The map written is the local resolution of the maps given, recomputed here.
+    halves = [read_map(locres_maps / f"half{h}.mrc")[0] for h in (1, 2)]
+    mask = read_map(locres_maps / "mask.mrc")[0]
+    np.testing.assert_allclose(res, locres.local_resolution(*halves, APIX, mask=mask,
+                                                            window_A=WINDOW_A, step_px=STEP_PX),
+                               rtol=1e-5)
     inside = masks.soft_sphere(BOX, (0, 0, 0), 14, 3) >= 0.5
     printed = float(run.output.split("median ")[1].split(" A")[0])
     assert printed == pytest.approx(np.median(res[inside]), abs=0.006)

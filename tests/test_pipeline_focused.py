@@ -18,6 +18,10 @@ from gmmrefine.pipeline import run as refine_module
 from gmmrefine.pipeline.options import RefineOptions
 from gmmrefine.reconstruct.fsc import fsc_curve, resolution_at
 from gmmrefine.simulate.dataset import simulate_dataset
+from helpers_runs import resolution_of
+
+# Every test here runs refinements end to end.
+pytestmark = pytest.mark.slow
 
 
 def test_focused_run_widens_the_gmm_outside_the_mask_and_reports_the_fsc_within_it(
@@ -42,7 +46,13 @@ def test_focused_run_widens_the_gmm_outside_the_mask_and_reports_the_fsc_within_
     fsc = pd.read_csv(tmp_path / "focus" / "fsc.csv")
     assert "fsc_masked_corrected" in fsc.columns
     record = json.loads((tmp_path / "focus" / "run.json").read_text())
-    assert record["masked_resolution_A"] > 0 and record["start_masked_resolution_A"] > 0
+    # Within the mask, corrected for it, at the start and at the end: as recomputed from the
+    # maps the run wrote.
+    region = read_map(tmp_path / "mask.mrc")[0]
+    assert record["start_masked_resolution_A"] == pytest.approx(
+        resolution_of(tmp_path / "focus" / "iter_000", region), rel=1e-3)
+    assert record["masked_resolution_A"] == pytest.approx(
+        resolution_of(tmp_path / "focus", region), rel=1e-3)
     assert 0 < record["iterations"][1]["halves"]["1"]["mass_in_mask"] < 1
     refine_module.run_refinement(star, tmp_path / "fade",
                                  RefineOptions(iterations=1, steps=1, res_A=8.0, outside="fade",
@@ -94,7 +104,9 @@ def test_symmetry_averages_the_global_map_and_a_focused_run_expands_then_reimpos
     assert focus.resolution_A == pytest.approx(resolution_at(fsc_curve(h1, h2), 40, 3.6, 0.143))
     record = json.loads((focus.out_dir / "run.json").read_text())
     assert record["resolution_A"] == focus.resolution_A
-    assert record["expanded_c1_resolution_A"] == focus.resolutions_A[-1]
+    # The expanded C1 resolution is that of the last iteration's maps, before symmetrising.
+    assert record["expanded_c1_resolution_A"] == pytest.approx(
+        resolution_of(focus.out_dir / "iter_001"), rel=1e-3)
     with pytest.raises(InputError, match="C7x"):
         refine_module.run_refinement(star, tmp_path / "bad", RefineOptions(sym="C7x"),
                                      log=lambda s: None)

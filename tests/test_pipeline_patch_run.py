@@ -12,6 +12,10 @@ from gmmrefine.io.mrc import read_map
 from gmmrefine.io.particles import read_particles
 from gmmrefine.pipeline import run as refine_module
 from gmmrefine.pipeline.options import RefineOptions
+from helpers_runs import resolution_of
+
+# Every test here runs refinements end to end.
+pytestmark = pytest.mark.slow
 
 
 def test_patch_run_writes_every_patch_and_a_composite_of_each_halfs_own_maps(focus_set, tmp_path):
@@ -25,7 +29,13 @@ def test_patch_run_writes_every_patch_and_a_composite_of_each_halfs_own_maps(foc
         assert (out / name).is_file(), name
     table = pd.read_csv(out / "patches.csv")
     assert list(table["patch"]) == [1, 2]
-    assert (table["resolution_before_A"] > 0).all() and (table["resolution_after_A"] > 0).all()
+    # Each patch's resolution within its mask, before and after, recomputed from its maps.
+    for k, before, after in zip(table["patch"], table["resolution_before_A"],
+                                table["resolution_after_A"]):
+        patch_dir = out / f"patch_{k:02d}"
+        mask = read_map(patch_dir / "mask.mrc")[0]
+        assert before == pytest.approx(resolution_of(patch_dir / "iter_000", mask), rel=1e-3)
+        assert after == pytest.approx(resolution_of(patch_dir, mask), rel=1e-3)
     start = read_particles(focus_set / "particles.star")
     for k in (1, 2):
         patch = read_particles(out / f"patch_{k:02d}" / "particles.star")
@@ -40,8 +50,11 @@ def test_patch_run_writes_every_patch_and_a_composite_of_each_halfs_own_maps(foc
         composite = read_map(out / half)[0]
         own = read_map(out / "patch_01" / half)[0]
         np.testing.assert_allclose(composite[only_first], own[only_first], rtol=1e-4, atol=1e-6)
-    assert result.resolution_A == pytest.approx(json.loads((out / "run.json").read_text())
-                                                ["composite_resolution_A"])
+    # The composite's resolution is the FSC of the composite halves it wrote.
+    recomputed = resolution_of(out)
+    assert result.resolution_A == pytest.approx(recomputed, rel=1e-3)
+    assert json.loads((out / "run.json").read_text())["composite_resolution_A"] == \
+        pytest.approx(recomputed, rel=1e-3)
 
     # Run again: every run directory is finished, nothing is recomputed.
     stamp = (out / "patch_02" / "iter_001" / "iteration.json").stat().st_mtime_ns

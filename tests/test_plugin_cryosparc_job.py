@@ -123,6 +123,7 @@ def _client(directory):
     return FakeCryoSPARC(FakeProject("P1", directory, {("J1", "particles"): directory / "J1" / "J1_particles.cs"}))
 
 
+@pytest.mark.slow
 def test_refined_particles_and_maps_go_back_as_a_new_external_job(cs_project, tmp_path):
     client = _client(cs_project)
     lines = []

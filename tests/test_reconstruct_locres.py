@@ -159,6 +159,7 @@ def _relion_masked_fsc(star_text: str, label_kk_ii_jj: tuple[int, int, int]) -> 
     return np.array([float(r[5]) for r in rows])              # _rlnFourierShellCorrelationMaskedMaps
 
 
+@pytest.mark.slow
 @needs("relion_postprocess")
 def test_agrees_with_relion_postprocess_locres(locres_maps):
     window_A = 32.0

@@ -18,9 +18,12 @@ from gmmrefine.reconstruct.backproject import reconstruct_halves
 from gmmrefine.reconstruct.fsc import fsc_curve, resolution_at
 from helpers_symmetry import random_particles, run_program, symmetric_blobs, volume_of_blobs
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("relion_project") is None or shutil.which("relion_reconstruct") is None,
-    reason="relion_project / relion_reconstruct not installed")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("relion_project") is None or shutil.which("relion_reconstruct") is None,
+        reason="relion_project / relion_reconstruct not installed"),
+]
 
 BOX, APIX, N = 64, 2.0, 800
 VOLTAGE, CS, Q0 = 300.0, 2.7, 0.1

@@ -65,6 +65,7 @@ def simulated(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_abort_before_first_batch_writes_aborted(simulated, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(simulated)
     job_dir = tmp_path / "job005"

@@ -46,6 +46,7 @@ def _snr_from_files(out) -> tuple[float, float]:
     return signal_var / noise.var(), float(np.std(noise * truth["image_scale"]))
 
 
+@pytest.mark.slow
 def test_realised_snr_matches_the_request(tmp_path):
     settings = dict(n=40, box=64, apix=1.6, crb_sample=0, seed=5)
     simulate_dataset(tmp_path / "clean", snr=float("inf"), **settings)
@@ -56,6 +57,7 @@ def test_realised_snr_matches_the_request(tmp_path):
     assert disk_sd == pytest.approx(1.0, rel=0.01)
 
 
+@pytest.mark.slow
 def test_start_poses_carry_the_requested_errors_and_files_read_back(tmp_path):
     n, apix = 400, 4.0
     summary = simulate_dataset(tmp_path, n=n, box=32, apix=apix, snr=0.1, angle_rms_deg=3.0,
@@ -83,6 +85,7 @@ def test_start_poses_carry_the_requested_errors_and_files_read_back(tmp_path):
     assert summary["cramer_rao"] is None
 
 
+@pytest.mark.slow
 def test_flexible_set_writes_conformations_mask_and_maps(tmp_path, sim_model):
     box, apix = 64, 2.0
     summary = simulate_dataset(tmp_path, n=30, box=box, apix=apix, snr=0.1, flexible=True,
