@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from gmmrefine.cli.main import cli
 from gmmrefine.fourier import masks
 from gmmrefine.fourier.grids import fftnc, ifftnc, radius_grid
-from gmmrefine.io.mrc import write_map
+from gmmrefine.io.mrc import read_map, write_map
 from gmmrefine.reconstruct import fsc
 
 BOX, APIX = 32, 2.0
@@ -36,6 +36,10 @@ def maps(tmp_path):
     return tmp_path
 
 
+def read_halves(directory) -> tuple[np.ndarray, np.ndarray]:
+    return read_map(directory / "half1.mrc")[0], read_map(directory / "half2.mrc")[0]
+
+
 def printed_A(output: str, label: str) -> float:
     return float(re.search(rf"^{label} \(FSC = 0.143\): ([0-9.]+) A$", output, re.M).group(1))
 
@@ -47,7 +51,10 @@ def test_fsc_without_mask_writes_csv_and_png(maps):
     table = pd.read_csv(maps / "result.csv")
     assert list(table.columns) == ["shell", "resolution_A", "fsc"]
     assert len(table) == BOX // 2 + 1
-    expected = fsc.resolution_at(table["fsc"].to_numpy(), BOX, APIX)
+    # Recomputed from the maps given, not read back from what the command wrote.
+    curve = fsc.fsc_curve(*read_halves(maps))
+    np.testing.assert_allclose(table["fsc"], curve, atol=1e-5)
+    expected = fsc.resolution_at(curve, BOX, APIX)
     assert printed_A(run.stdout, "resolution") == pytest.approx(expected, abs=0.005)
     assert 2 * APIX < expected < BOX * APIX / 2             # a real crossing, not a default
     assert (maps / "result.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -62,9 +69,15 @@ def test_fsc_with_mask_reports_all_curves(maps):
     assert list(table.columns) == ["shell", "resolution_A", "fsc", "fsc_unmasked", "fsc_masked",
                                    "fsc_randomised", "fsc_corrected"]
     np.testing.assert_array_equal(table["fsc"], table["fsc_corrected"])
-    for label, column in (("corrected resolution", "fsc_corrected"), ("unmasked resolution", "fsc_unmasked"),
-                          ("masked resolution", "fsc_masked")):
-        expected = fsc.resolution_at(table[column].to_numpy(), BOX, APIX)
+    # Recomputed from the maps given, not read back from what the command wrote.
+    h1, h2 = read_halves(maps)
+    mask = read_map(maps / "mask.mrc")[0]
+    result = fsc.masked_fsc_corrected(h1, h2, mask, APIX, seed=0)    # the command's default seed
+    for label, column, curve in (("corrected resolution", "fsc_corrected", result.corrected),
+                                 ("unmasked resolution", "fsc_unmasked", result.unmasked),
+                                 ("masked resolution", "fsc_masked", result.masked)):
+        np.testing.assert_allclose(table[column], curve, atol=1e-5, err_msg=column)
+        expected = fsc.resolution_at(curve, BOX, APIX)
         assert printed_A(run.stdout, label) == pytest.approx(expected, abs=0.005), label
     shell = int(re.search(r"phase randomisation from: [0-9.]+ A \(shell (\d+)\)", run.stdout).group(1))
     assert table["fsc_unmasked"][shell] < 0.8 <= table["fsc_unmasked"][1:shell].min()

@@ -20,6 +20,7 @@ def protein_map():
     return volume, apix
 
 
+@pytest.mark.slow
 def test_gmm_renders_the_map_to_its_resolution(protein_map):
     volume, apix = protein_map
     res_A = 5.0

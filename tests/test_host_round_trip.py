@@ -17,6 +17,9 @@ from gmmrefine.pipeline.run import run_refinement
 from gmmrefine.reconstruct.fsc import fsc_curve
 from gmmrefine.simulate.dataset import simulate_dataset
 
+# Both tests share a refinement run end to end.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def refined(tmp_path_factory):

@@ -239,6 +239,7 @@ def _mmcif_with_phosphorus_and_zinc(small_set, path, n_residues: int = 60) -> in
     return model.count_atom_sites()
 
 
+@pytest.mark.slow
 def test_refine_runs_with_an_mmcif_model_holding_phosphorus_and_zinc(small_set, tmp_path):
     n_atoms = _mmcif_with_phosphorus_and_zinc(small_set, tmp_path / "model.cif")
     atoms = read_atomic_model(tmp_path / "model.cif")

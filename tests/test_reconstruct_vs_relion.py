@@ -5,7 +5,6 @@ pose, shift and CTF conventions end to end, not only the arithmetic."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +12,18 @@ import pytest
 from gmmrefine.data.particles import OpticsGroup, ParticleSet, empty_like_arrays
 from gmmrefine.data.rotations import euler_to_matrix, matrix_to_euler, random_rotations
 from gmmrefine.io.mrc import read_map, write_map
+from gmmrefine.io.particles import read_particles, write_particles
 from gmmrefine.io.stack import StackReader
 from gmmrefine.reconstruct.backproject import reconstruct_halves
 from gmmrefine.reconstruct.fsc import fsc_curve, resolution_at
+from helpers_symmetry import random_particles, run_program, symmetric_blobs, volume_of_blobs
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("relion_project") is None or shutil.which("relion_reconstruct") is None,
-    reason="relion_project / relion_reconstruct not installed")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("relion_project") is None or shutil.which("relion_reconstruct") is None,
+        reason="relion_project / relion_reconstruct not installed"),
+]
 
 BOX, APIX, N = 64, 2.0, 800
 VOLTAGE, CS, Q0 = 300.0, 2.7, 0.1
@@ -54,11 +58,6 @@ def _write_star(path: Path, euler: np.ndarray, shift_A: np.ndarray, defocus: np.
     path.write_text("\n".join(lines) + "\n")
 
 
-def _run(args: list[str], cwd: Path) -> None:
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-
-
 def test_matches_relion_reconstruct(tmp_path):
     rng = np.random.default_rng(1)
     write_map(tmp_path / "map.mrc", _blobby_map(rng), APIX)
@@ -68,12 +67,13 @@ def test_matches_relion_reconstruct(tmp_path):
     defocus = np.stack([du, du - rng.uniform(200, 2000, N), rng.uniform(0, 180, N)], axis=1)
     half = (1 + np.arange(N) % 2).astype(np.int8)
     _write_star(tmp_path / "in.star", euler, shift_A, defocus, half)
-    _run(["relion_project", "--i", "map.mrc", "--o", "proj", "--ang", "in.star", "--ctf",
-          "--add_noise", "--white_noise", "20"], tmp_path)
+    run_program(["relion_project", "--i", "map.mrc", "--o", "proj", "--ang", "in.star", "--ctf",
+                 "--add_noise", "--white_noise", "20"], tmp_path)
     for h in (1, 2):
-        _run(["relion_reconstruct", "--i", "proj.star", "--o", f"relion_half{h}.mrc", "--ctf",
-              "--subset", str(h)], tmp_path)
-    _run(["relion_reconstruct", "--i", "proj.star", "--o", "relion_full.mrc", "--ctf"], tmp_path)
+        run_program(["relion_reconstruct", "--i", "proj.star", "--o", f"relion_half{h}.mrc",
+                     "--ctf", "--subset", str(h)], tmp_path)
+    run_program(["relion_reconstruct", "--i", "proj.star", "--o", "relion_full.mrc", "--ctf"],
+                tmp_path)
 
     kw = empty_like_arrays(N)
     kw.update(image_path=np.array(["proj.mrcs"] * N, dtype=object), image_index=np.arange(N),
@@ -99,3 +99,32 @@ def test_matches_relion_reconstruct(tmp_path):
     flipped = ps.with_poses(ps.rotation, -ps.shift_A)
     _, _, wrong = reconstruct_halves(flipped, StackReader(tmp_path))
     assert np.mean(fsc_curve(wrong, relion)[shell // 2:shell + 1]) < 0.5
+
+
+@pytest.mark.skipif(shutil.which("relion_project") is None
+                    or shutil.which("relion_reconstruct") is None,
+                    reason="relion_project / relion_reconstruct not installed")
+def test_matches_relion_reconstruct_with_symmetry(tmp_path):
+    box, apix, n, sym = 48, 2.0, 600, "C3"
+    rng = np.random.default_rng(11)
+    truth = volume_of_blobs(symmetric_blobs(sym, box, rng, n_blobs=12), box, sigma_px=1.5)
+    write_map(tmp_path / "map.mrc", truth, apix)
+    write_particles(random_particles(n, box, apix, rng, image_path="none.mrcs"),
+                    tmp_path / "in.star")
+    run_program(["relion_project", "--i", "map.mrc", "--o", "proj", "--ang", "in.star", "--ctf",
+                 "--add_noise", "--white_noise", "20"], tmp_path)
+    run_program(["relion_reconstruct", "--i", "proj.star", "--o", "relion.mrc", "--ctf", "--sym",
+                 sym], tmp_path)
+    ps = read_particles(tmp_path / "proj.star", root=tmp_path)
+    with StackReader(tmp_path) as reader:
+        half1, half2, ours = reconstruct_halves(ps, reader, sym=sym)
+        _, _, asymmetric = reconstruct_halves(ps, reader)
+    relion, _ = read_map(tmp_path / "relion.mrc")
+    shell = int(np.floor(box * apix / resolution_at(fsc_curve(half1, half2), box, apix)))
+    agreement = fsc_curve(ours, relion)
+    # Measured: >= 0.99 to the gold-standard resolution (~12 A); without
+    # symmetry our map agrees far less with RELION's symmetric one.
+    assert agreement[1:shell + 1].min() >= 0.95, agreement[:shell + 1]
+    worst = agreement[1:shell + 1].min()
+    assert fsc_curve(asymmetric, relion)[shell // 2:shell + 1].mean() < worst - 0.1
+    print(f"shell {shell}: ours vs relion --sym {sym} FSC min {agreement[1:shell + 1].min():.3f}")

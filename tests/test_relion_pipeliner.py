@@ -19,10 +19,13 @@ from gmmrefine.io.mrc import write_map
 from gmmrefine.relion_external import pipeline_files as pf
 from gmmrefine.simulate.dataset import simulate_dataset
 
-pytestmark = pytest.mark.skipif(
-    any(shutil.which(p) is None for p in ("relion_pipeliner", "relion_reconstruct",
-                                          "relion_postprocess")),
-    reason="RELION's relion_pipeliner / relion_reconstruct / relion_postprocess not installed")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        any(shutil.which(p) is None for p in ("relion_pipeliner", "relion_reconstruct",
+                                              "relion_postprocess")),
+        reason="RELION's relion_pipeliner / relion_reconstruct / relion_postprocess not installed"),
+]
 
 BOX, APIX = 32, 3.2
 

@@ -1,4 +1,5 @@
-"""Local resolution: the windowed FSC against a direct Fourier sum and RELION, maps with known noise, CLI, figures."""
+"""Local resolution: the windowed FSC against a direct Fourier sum and RELION, maps with
+known noise."""
 
 from __future__ import annotations
 
@@ -7,39 +8,12 @@ import subprocess
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from conftest import needs
-from gmmrefine.cli.locres import main
-from gmmrefine.errors import InputError
 from gmmrefine.fourier import masks
-from gmmrefine.fourier.grids import fftnc, ifftnc, radius_grid
-from gmmrefine.io.mrc import read_map, write_map
+from gmmrefine.io.mrc import read_map
 from gmmrefine.reconstruct import fsc, locres
-from gmmrefine.report.slices import plot_local_resolution, plot_run_comparison
+from helpers_locres import APIX, BOX, STEP_PX, WINDOW_A, half_maps, left_right_noise
 from scipy.interpolate import RegularGridInterpolator
-
-BOX, APIX = 48, 2.0
-WINDOW_A, STEP_PX = 24.0, 4
-
-
-def shared_signal(box: int = BOX, seed: int = 0) -> np.ndarray:
-    """A band-limited random map that fills the box, unit standard deviation."""
-    rng = np.random.default_rng(seed)
-    envelope = np.exp(-(radius_grid(box, 3) / (0.35 * box / 2)) ** 2)
-    signal = ifftnc(fftnc(rng.standard_normal((box,) * 3)) * envelope)
-    return (signal / signal.std()).astype(np.float32)
-
-
-def half_maps(noise_sd: np.ndarray | float, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """The shared signal plus independent noise of standard deviation ``noise_sd`` (per voxel or one value)."""
-    signal = shared_signal()
-    rng = np.random.default_rng(seed)
-    return tuple((signal + noise_sd * rng.standard_normal(signal.shape)).astype(np.float32) for _ in range(2))
-
-
-def left_right_noise(low: float = 0.3, high: float = 1.5) -> np.ndarray:
-    """Noise sd: ``low`` for x < box/2, ``high`` from there on (broadcasts over [z, y, x])."""
-    return np.where(np.arange(BOX) < BOX // 2, low, high)[None, None, :]
 
 
 def brute_force_fsc(map1: np.ndarray, map2: np.ndarray, n_freq: int) -> np.ndarray:
@@ -169,56 +143,14 @@ def test_mask_restricts_the_sampling_and_an_empty_one_is_refused():
         locres.local_resolution(h1, h2, APIX, mask=tiny, step_px=16)
 
 
-@pytest.fixture
-def map_files(tmp_path):
-    h1, h2 = half_maps(left_right_noise())
-    write_map(tmp_path / "half1.mrc", h1, APIX)
-    write_map(tmp_path / "half2.mrc", h2, APIX)
-    write_map(tmp_path / "mask.mrc", masks.soft_sphere(BOX, (0, 0, 0), 14, 3), APIX)
-    return tmp_path
-
-
-def test_cli_writes_map_and_figure_and_prints_percentiles(map_files):
-    out = map_files / "locres"
-    run = CliRunner().invoke(main, [str(map_files / "half1.mrc"), str(map_files / "half2.mrc"), "--out", str(out),
-                                    "--mask", str(map_files / "mask.mrc"), "--window-A", str(WINDOW_A),
-                                    "--step-px", str(STEP_PX)])
-    assert run.exit_code == 0, run.output
-    res, apix = read_map(out / "locres.mrc")
-    assert res.shape == (BOX,) * 3 and apix == pytest.approx(APIX)
-    inside = masks.soft_sphere(BOX, (0, 0, 0), 14, 3) >= 0.5
-    printed = float(run.output.split("median ")[1].split(" A")[0])
-    assert printed == pytest.approx(np.median(res[inside]), abs=0.006)
-    assert (out / "locres.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "locres.png").stat().st_size > 20_000
-
-
-@pytest.mark.parametrize("case", ["mask box", "half box", "missing"])
-def test_cli_bad_input_is_one_line_and_writes_nothing(map_files, case):
-    args = [str(map_files / "half1.mrc"), str(map_files / "half2.mrc")]
-    if case == "mask box":
-        write_map(map_files / "small.mrc", masks.soft_sphere(32, (0, 0, 0), 8, 3), APIX)
-        args += ["--mask", str(map_files / "small.mrc")]
-    elif case == "half box":
-        write_map(map_files / "small.mrc", shared_signal(32), APIX)
-        args[1] = str(map_files / "small.mrc")
-    else:
-        args[1] = str(map_files / "absent.mrc")
-    out = map_files / "never"
-    run = CliRunner().invoke(main, args + ["--out", str(out)])
-    assert isinstance(run.exception, InputError), run.output
-    message = str(run.exception)
-    assert "\n" not in message and ("small.mrc" in message or "absent.mrc" in message)
-    assert not out.exists()
-
-
-def _relion_locres(map_files, window_A: float, step_px: int):
-    subprocess.run(["relion_postprocess", "--locres", "--i", str(map_files / "half1.mrc"),
-                    "--i2", str(map_files / "half2.mrc"), "--angpix", str(APIX),
+def _relion_locres(locres_maps, window_A: float, step_px: int):
+    subprocess.run(["relion_postprocess", "--locres", "--i", str(locres_maps / "half1.mrc"),
+                    "--i2", str(locres_maps / "half2.mrc"), "--angpix", str(APIX),
                     "--locres_sampling", str(step_px * APIX), "--locres_maskrad", str(window_A / 4),
-                    "--locres_edgwidth", str(window_A / 2), "--o", str(map_files / "relion")],
-                   check=True, capture_output=True, cwd=map_files)
-    return read_map(map_files / "relion_locres.mrc")[0], (map_files / "relion_locres_fscs.star").read_text()
+                    "--locres_edgwidth", str(window_A / 2), "--o", str(locres_maps / "relion")],
+                   check=True, capture_output=True, cwd=locres_maps)
+    return (read_map(locres_maps / "relion_locres.mrc")[0],
+            (locres_maps / "relion_locres_fscs.star").read_text())
 
 
 def _relion_masked_fsc(star_text: str, label_kk_ii_jj: tuple[int, int, int]) -> np.ndarray:
@@ -227,63 +159,27 @@ def _relion_masked_fsc(star_text: str, label_kk_ii_jj: tuple[int, int, int]) -> 
     return np.array([float(r[5]) for r in rows])              # _rlnFourierShellCorrelationMaskedMaps
 
 
+@pytest.mark.slow
 @needs("relion_postprocess")
-def test_agrees_with_relion_postprocess_locres(map_files):
+def test_agrees_with_relion_postprocess_locres(locres_maps):
     window_A = 32.0
-    relion_map, star = _relion_locres(map_files, window_A, STEP_PX)
+    relion_map, star = _relion_locres(locres_maps, window_A, STEP_PX)
     # One window's masked FSC, point for point. RELION labels a point (kk, ii, jj) but centres its
     # window at x = kk, y = ii, z = jj (raisedCosineMask's argument order).
     full = locres.window_geometry(BOX, APIX, window_A)
     full = locres.LocalWindow(full.diameter_A, round(window_A / 4 / APIX), round(window_A / 2 / APIX), BOX)
-    h1, h2 = read_map(map_files / "half1.mrc")[0], read_map(map_files / "half2.mrc")[0]
+    h1, h2 = read_map(locres_maps / "half1.mrc")[0], read_map(locres_maps / "half2.mrc")[0]
     kk, ii, jj = -8, 4, -12
     ours = locres.WindowedFSC(h1, h2, APIX, full).curves((BOX // 2 + jj, BOX // 2 + ii, BOX // 2 + kk))[0]
     np.testing.assert_allclose(ours, _relion_masked_fsc(star, (kk, ii, jj)), atol=0.01)
     # The maps: medians inside the mask within 12% (RELION reads the last shell above 0.143 on the full
     # box, which is coarser by half a shell on average, and averages overlapping windows).
     ours_map = locres.local_resolution(h1, h2, APIX, window_A=window_A, step_px=STEP_PX,
-                                       mask=read_map(map_files / "mask.mrc")[0])
-    inside = read_map(map_files / "mask.mrc")[0] >= 0.5
+                                       mask=read_map(locres_maps / "mask.mrc")[0])
+    inside = read_map(locres_maps / "mask.mrc")[0] >= 0.5
     assert np.median(ours_map[inside]) == pytest.approx(np.median(relion_map[inside]), rel=0.12)
     x = np.arange(BOX)[None, None, :]
     left, right = inside & (x < BOX // 2 - 4), inside & (x >= BOX // 2 + 4)
     for volume in (relion_map, ours_map):
         assert np.median(volume[left]) < 0.92 * np.median(volume[right])
     assert np.corrcoef(relion_map[inside], ours_map[inside])[0, 1] > 0.7
-
-
-def test_local_resolution_figure_is_written(map_files, tmp_path):
-    h1, h2 = half_maps(left_right_noise())
-    res = locres.local_resolution(h1, h2, APIX, window_A=WINDOW_A, step_px=8)
-    plot_local_resolution(tmp_path / "figure.png", 0.5 * (h1 + h2), res, APIX)
-    image = _read_png(tmp_path / "figure.png")
-    assert image.shape[0] > 300 and image.shape[1] > 900
-    assert image[..., :3].std() > 0.1
-
-
-def _read_png(path) -> np.ndarray:
-    from matplotlib.image import imread
-
-    return imread(path)
-
-
-def test_run_comparison_shows_bars_and_slices(tmp_path):
-    initial = shared_signal()
-    final = initial + 0.3 * shared_signal(seed=5)
-    patch_masks = {f"patch {i}": masks.soft_sphere(BOX, (10 * np.cos(i), 10 * np.sin(i), 0), 6, 3) for i in range(3)}
-    table = [{"patch": name, "before_A": 7.0 + i, "after_A": 5.0 + 0.5 * i} for i, name in enumerate(patch_masks)]
-    path = tmp_path / "comparison.png"
-    plot_run_comparison(path, table, initial, final, APIX, masks=patch_masks, title="run 1")
-    image = _read_png(path)
-    assert image.shape[0] >= 1000 and image.shape[1] >= 1100
-    rgb = image[..., :3]
-    assert rgb.std() > 0.1
-    # The "after" bars' blue (#3366aa) covers a visible area; the grey slices fill the lower two thirds.
-    after_blue = np.all(np.abs(rgb - np.array([0x33, 0x66, 0xAA]) / 255) < 0.02, axis=-1)
-    assert after_blue[: image.shape[0] // 3].sum() > 2000
-    lower = rgb[image.shape[0] // 3:]
-    grey = (np.ptp(lower, axis=-1) < 0.01) & (lower.mean(axis=-1) > 0.05) & (lower.mean(axis=-1) < 0.95)
-    assert grey.sum() > 0.2 * grey.size
-    with pytest.raises(ValueError, match="after_A"):
-        plot_run_comparison(tmp_path / "bad.png", [{"patch": "a", "before_A": 5.0}], initial, final, APIX)
-    assert not (tmp_path / "bad.png").exists()

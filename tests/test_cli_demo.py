@@ -2,10 +2,13 @@
 
 import re
 
+import pytest
 from click.testing import CliRunner
 from gmmrefine.cli.main import cli
+from helpers_runs import resolution_of
 
 
+@pytest.mark.slow
 def test_demo_simulates_refines_and_compares_with_the_truth(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--n", "300", "--box", "32",
@@ -19,4 +22,9 @@ def test_demo_simulates_refines_and_compares_with_the_truth(tmp_path):
         r"start ([0-9.]+) A, refined ([0-9.]+) A, true poses ([0-9.]+) A", result.output).groups())
     # True poses can only help: the map from them is at least as sharp as the start's.
     assert true <= start * 1.02
+    # The refinement helps too, by at least a Fourier shell (measured: 11.1 A -> 9.1 A), and
+    # the printed figures are the FSC of the half maps it wrote, start and end.
+    assert 1 / refined - 1 / start > 1 / (32 * 3.2)
+    assert start == pytest.approx(resolution_of(out / "refine" / "iter_000"), abs=0.006)
+    assert refined == pytest.approx(resolution_of(out / "refine"), abs=0.006)
     assert "median error to the true poses" in result.output

@@ -1,12 +1,10 @@
-"""Masks: soft spheres against the analytic integral, auto masks on shapes with known geometry, mask files."""
+"""Masks: soft spheres against the analytic integral, auto masks on shapes with known geometry."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from gmmrefine.errors import InputError
 from gmmrefine.fourier import masks
-from gmmrefine.io.mrc import read_mask, write_map
 from scipy import integrate, ndimage
 
 
@@ -70,33 +68,3 @@ def test_auto_mask_default_threshold_finds_a_noisy_particle():
     assert 0.01 < m.mean() < 0.3
     with pytest.raises(ValueError, match="threshold"):
         masks.auto_mask(vol, apix, threshold=10.0)
-
-
-def test_read_mask_accepts_a_valid_mask_and_leaves_the_file_alone(tmp_path):
-    m = masks.soft_sphere(24, (0, 0, 0), 6, 3)
-    path = tmp_path / "mask.mrc"
-    write_map(path, m, 1.5)
-    raw = path.read_bytes()
-    np.testing.assert_array_equal(read_mask(path, 24, 1.5), m)
-    assert path.read_bytes() == raw
-
-
-@pytest.mark.parametrize("data, apix, box, message", [
-    (np.ones((20,) * 3), 1.5, 24, "box 20; expected 24"),
-    (np.ones((24,) * 3), 3.0, 24, "voxel size 3.0000 A; expected 1.5000"),
-    (np.full((24,) * 3, 1.2), 1.5, 24, "expected values in \\[0, 1\\]"),
-    (np.full((24,) * 3, -0.1), 1.5, 24, "expected values in \\[0, 1\\]"),
-    (np.zeros((24,) * 3), 1.5, 24, "empty"),
-])
-def test_read_mask_rejects_with_one_line_naming_the_file(tmp_path, data, apix, box, message):
-    path = tmp_path / "bad_mask.mrc"
-    write_map(path, data, apix)
-    with pytest.raises(InputError, match=message) as err:
-        read_mask(path, box, 1.5)
-    text = str(err.value)
-    assert str(path) in text and "\n" not in text
-
-
-def test_read_mask_names_a_missing_file(tmp_path):
-    with pytest.raises(InputError, match="absent.mrc"):
-        read_mask(tmp_path / "absent.mrc", 24, 1.5)

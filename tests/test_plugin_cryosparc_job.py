@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import inspect
 import shutil
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from cryosparc.dataset import Dataset
 from gmmrefine.errors import InputError
 from gmmrefine.pipeline.options import RefineOptions
-from gmmrefine.plugin import compat
 from gmmrefine.plugin.cryosparc_job import (
     VOLUME_SLOTS,
     check_blob_paths,
@@ -126,6 +123,7 @@ def _client(directory):
     return FakeCryoSPARC(FakeProject("P1", directory, {("J1", "particles"): directory / "J1" / "J1_particles.cs"}))
 
 
+@pytest.mark.slow
 def test_refined_particles_and_maps_go_back_as_a_new_external_job(cs_project, tmp_path):
     client = _client(cs_project)
     lines = []
@@ -201,66 +199,3 @@ def test_real_cs_files_through_dataset(shared_dir):
     assert np.array_equal(uids[shuffled][refined_rows(uids, uids[shuffled])], uids)
     with pytest.raises(ValueError, match="missing from the refined set"):
         refined_rows(uids, uids[shuffled][1:])
-
-
-def test_we_call_the_5x_api_as_it_is_declared():
-    from cryosparc.controllers.job import ExternalJobController
-    from cryosparc.controllers.project import ProjectController
-
-    def params(cls, name):
-        return set(inspect.signature(getattr(cls, name)).parameters)
-
-    assert {"workspace_uid", "title"} <= params(ProjectController, "create_external_job")
-    assert {"target_input", "source_job_uid", "source_output", "slots"} <= params(
-        ExternalJobController, "connect")
-    assert {"type", "name", "slots", "passthrough"} <= params(ExternalJobController, "add_output")
-    assert {"name", "alloc"} <= params(ExternalJobController, "alloc_output")
-    assert {"target_path", "source", "overwrite"} <= params(ExternalJobController, "upload")
-    assert {"text", "level", "name"} <= params(ExternalJobController, "log")
-    assert isinstance(inspect.getattr_static(ProjectController, "dir"), property)
-    assert compat.tools_major_version() == 5
-
-
-def test_compat_handles_4x_project_dir_and_log():
-    class Project4:
-        def dir(self):
-            return "/data/P3"
-
-    class Job4:
-        def __init__(self):
-            self.lines = []
-
-        def log(self, text, level="text"):
-            self.lines.append(text)
-
-    assert str(compat.project_dir(Project4())) == "/data/P3"
-    job = Job4()
-    compat.log_progress(job, "iteration 1")
-    assert job.lines == ["iteration 1"]
-
-
-def test_cli_translates_options_and_connection(monkeypatch):
-    from gmmrefine.plugin import cli as command
-    from gmmrefine.plugin import cryosparc_job
-
-    seen = {}
-    monkeypatch.setattr(compat, "connect", lambda **kw: seen.setdefault("connect", kw))
-    monkeypatch.setattr(cryosparc_job, "run_cryosparc_job",
-                        lambda client, p, j, w, **kw: seen.setdefault("run", (p, j, w, kw)) and "J77")
-    result = CliRunner().invoke(command.main, [
-        "--project", "P3", "--job", "J42", "--workspace", "W1", "--iter", "2",
-        "--res", "8", "--base-url", "http://cs:39000", "--email", "a@b.c", "--password", "x"])
-    assert result.exit_code == 0, result.output
-    assert seen["connect"]["base_url"] == "http://cs:39000"
-    project, job, workspace, kwargs = seen["run"]
-    assert (project, job, workspace) == ("P3", "J42", "W1")
-    assert kwargs["options"] == RefineOptions(iterations=2, res_A=8.0)
-    assert "J77" in result.output
-
-    seen.clear()
-    result = CliRunner().invoke(command.main, [
-        "--project", "P3", "--job", "J42", "--workspace", "W1", "--prior-deg", "none",
-        "--base-url", "http://cs:39000"])
-    assert result.exit_code == 0, result.output
-    assert seen["run"][3]["options"] == RefineOptions(prior_deg=None)
-    assert not seen["run"][3]["options"].alignment().has_prior
