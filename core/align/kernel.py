@@ -49,7 +49,7 @@ def rotvec_deg_to_matrix(rotvec_deg: tf.Tensor) -> tf.Tensor:
 
     The TensorFlow twin of :func:`gmmrefine.data.rotations.turn_matrix`
     (scipy's Rotation.from_rotvec(radians).as_matrix(), checked against it
-    in tests/test_project_kernel.py). It exists because the refinement
+    in tests/test_align_kernel.py). It exists because the refinement
     differentiates the FRC with respect to the rotation vector, and scipy's
     numpy code is invisible to a GradientTape; everywhere else, use scipy.
     The series branch near zero keeps value and gradient finite at the
