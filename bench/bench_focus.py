@@ -156,7 +156,7 @@ def resolution_at_bound_errors(sim: Path, ideal_star: Path, bound_deg: float, tr
 
 def last_iteration(run: Path, iterations: int) -> Path:
     """The file a run directory has once ``iterations`` iterations are done."""
-    return run / f"iter_{iterations:03d}" / "poses.npz"
+    return run / f"iter_{iterations:03d}" / "state.npz"
 
 
 def refinement_seconds(run_dirs: list[Path]) -> float:

@@ -209,14 +209,14 @@ def pose_errors(star: Path, truth: dict, apix: float) -> dict:
 
 
 def errors_per_iteration(run_dir: Path, start_star: Path, truth: dict, apix: float) -> list[dict]:
-    """Median errors to the truth after each gmmrefine iteration (iter_NNN/poses.npz,
+    """Median errors to the truth after each gmmrefine iteration (iter_NNN/state.npz,
     in the order of the input STAR): shows whether the poses converge or drift."""
     names = list(read_poses(start_star))
     true_a = np.array([truth[n][0] for n in names])
     true_o = np.array([truth[n][1] for n in names])
     out = []
     for it_dir in sorted(run_dir.glob("iter_[0-9][0-9][0-9]")):
-        poses = np.load(it_dir / "poses.npz")
+        poses = np.load(it_dir / "state.npz")
         angle = angle_between_deg(poses["rotation"], true_a)
         shift = np.linalg.norm(poses["shift_A"] - true_o, axis=1) / apix
         out.append({"iteration": int(it_dir.name[5:]),

@@ -24,7 +24,7 @@ def test_patch_run_writes_every_patch_and_a_composite_of_each_halfs_own_maps(foc
     result = refine_module.run_refinement(focus_set / "particles.star", out, opts,
                                           log=lambda s: None)
     for name in ("global/particles.star", "patch_01/particles.star", "patch_02/particles.cs",
-                 "patch_01/mask.mrc", "patch_02/mask.mrc", "half1.mrc", "half2.mrc", "map.mrc",
+                 "patch_masks/patch_01.mrc", "patch_masks/patch_02.mrc", "half1.mrc", "half2.mrc", "map.mrc",
                  "fsc.csv", "fsc.png", "patches.csv", "comparison.png", "run.json"):
         assert (out / name).is_file(), name
     table = pd.read_csv(out / "patches.csv")
@@ -33,7 +33,7 @@ def test_patch_run_writes_every_patch_and_a_composite_of_each_halfs_own_maps(foc
     for k, before, after in zip(table["patch"], table["resolution_before_A"],
                                 table["resolution_after_A"]):
         patch_dir = out / f"patch_{k:02d}"
-        mask = read_map(patch_dir / "mask.mrc")[0]
+        mask = read_map(out / "patch_masks" / f"patch_{k:02d}.mrc")[0]
         assert before == pytest.approx(resolution_of(patch_dir / "iter_000", mask), rel=1e-3)
         assert after == pytest.approx(resolution_of(patch_dir, mask), rel=1e-3)
     start = read_particles(focus_set / "particles.star")
@@ -43,7 +43,7 @@ def test_patch_run_writes_every_patch_and_a_composite_of_each_halfs_own_maps(foc
         # The input's image paths are kept as RELION wants them (project-relative).
         np.testing.assert_array_equal(patch.image_path, start.image_path)
     # Where only patch 1's mask reaches, each composite half is that half's patch-1 map.
-    masks = [read_map(out / f"patch_{k:02d}" / "mask.mrc")[0] for k in (1, 2)]
+    masks = [read_map(out / "patch_masks" / f"patch_{k:02d}.mrc")[0] for k in (1, 2)]
     only_first = (masks[0] == 1.0) & (masks[1] == 0.0)
     assert only_first.sum() > 10
     for half in ("half1.mrc", "half2.mrc"):
