@@ -13,3 +13,14 @@ class InputError(Exception):
 
 class Aborted(Exception):
     """The run was asked to stop (e.g. RELION's abort button); finished work is kept."""
+
+
+def quoted(value: object, limit: int = 40) -> str:
+    """A value taken from a bad file, as a message shows it.
+
+    ``repr`` keeps control characters and stray bytes visible as escapes
+    (never raw on the user's terminal); a long value is cut, so one line
+    stays readable whatever the file holds.
+    """
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

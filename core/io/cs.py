@@ -25,8 +25,9 @@ import pandas as pd
 
 from ..data.particles import OpticsGroup, ParticleSet, empty_like_arrays
 from ..data.rotations import matrix_to_rotvec, rotvec_to_matrix
-from ..errors import InputError
+from ..errors import InputError, quoted
 from .atomic import atomic_path
+from .npy import read_npy_file
 
 POSE_FIELDS = ("alignments3D/pose", "alignments3D/shift")
 # Fields whose meaning ParticleSet holds; a writer regenerates them from it.
@@ -37,6 +38,19 @@ _CANONICAL = frozenset({
     "alignments3D/split",
 })
 OPTICS_NAME_FIELD = "rlnOptics/rlnOpticsGroupName"
+# Dtype kinds and element shapes of the fields read_cs interprets (a damaged
+# header can turn a path into floats or a pose into four numbers).
+_NUMBER = "iuf"
+_FIELD_TYPES = {
+    "uid": ("iu", ()), "blob/path": ("SU", ()), "blob/idx": ("iu", ()),
+    "blob/shape": ("iu", (2,)), "blob/psize_A": (_NUMBER, ()),
+    "ctf/exp_group_id": ("iu", ()), "ctf/accel_kv": (_NUMBER, ()), "ctf/cs_mm": (_NUMBER, ()),
+    "ctf/amp_contrast": (_NUMBER, ()), "ctf/df1_A": (_NUMBER, ()), "ctf/df2_A": (_NUMBER, ()),
+    "ctf/df_angle_rad": (_NUMBER, ()), "ctf/phase_shift_rad": (_NUMBER, ()),
+    "ctf/bfactor": (_NUMBER, ()), "ctf/scale": (_NUMBER, ()), "alignments3D/split": ("iu", ()),
+    "alignments3D/pose": (_NUMBER, (3,)), "alignments3D/shift": (_NUMBER, (2,)),
+    "alignments3D/psize_A": (_NUMBER, ()), OPTICS_NAME_FIELD: ("SU", ()),
+}
 
 # What CryoSPARC's own Import Particles writes besides the canonical fields
 # (realcs/empiar_10076_7.cs), with its dtypes and values for a RELION import.
@@ -67,7 +81,11 @@ def canonical_fields(has_pose: bool) -> frozenset[str]:
 
 
 def load_cs(path: str | os.PathLike) -> np.ndarray:
-    """The structured array of a ``.cs`` file, with one-line errors for non-``.cs`` input."""
+    """The structured array of a ``.cs`` file, with one-line errors for non-``.cs`` input.
+
+    The fields read_cs interprets must have the dtype kind and element shape
+    it relies on; every other field is carried as it is.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: .cs file not found")
@@ -77,15 +95,26 @@ def load_cs(path: str | os.PathLike) -> np.ndarray:
         magic = f.read(6)
     if magic == b"\x95CSDAT":
         return _load_csdat(path)
-    try:
-        # Many-class jobs write headers far over numpy's 10 kB default limit
-        # (pyem #131); a header cannot be longer than its file anyway.
-        arr = np.load(path, allow_pickle=False, max_header_size=max(10000, path.stat().st_size))
-    except (ValueError, OSError, EOFError) as err:
-        raise InputError(f"{path}: not a readable .cs file ({str(err).splitlines()[0]})") from None
-    if not isinstance(arr, np.ndarray) or arr.dtype.names is None or arr.ndim != 1:
+    # Many-class jobs write headers far over numpy's 10 kB default limit
+    # (pyem #131); read_npy_file bounds a header by its file instead.
+    arr = read_npy_file(path, ".cs file")
+    if arr.dtype.names is None or arr.ndim != 1:
         raise InputError(f"{path}: not a CryoSPARC .cs table; expected a 1-D structured array")
+    _check_field_types(arr, path)
     return arr
+
+
+def _check_field_types(arr: np.ndarray, path: Path) -> None:
+    for name in arr.dtype.names:
+        if name not in _FIELD_TYPES:
+            continue
+        kinds, shape = _FIELD_TYPES[name]
+        field = arr.dtype[name]
+        if field.base.kind not in kinds or field.shape != shape:
+            wanted = {"SU": "text", "iu": "integers"}.get(kinds, "numbers")
+            shown = f"{field.base.str}{' x ' + str(field.shape) if field.shape else ''}"
+            raise InputError(f"{path}: field {name} has dtype {shown}; expected {wanted}"
+                             f"{' of shape ' + str(shape) if shape else ''}")
 
 
 def _load_csdat(path: Path) -> np.ndarray:
@@ -95,7 +124,8 @@ def _load_csdat(path: Path) -> np.ndarray:
     try:
         return Dataset.load(path).to_records(fixed=True)
     except Exception as err:  # its errors have no common base class
-        raise InputError(f"{path}: not a readable CSDAT .cs file ({err})") from None
+        raise InputError(f"{path}: not a readable CSDAT .cs file "
+                         f"({type(err).__name__}: {quoted(str(err), 80)})") from None
 
 
 def save_cs(path: str | os.PathLike, arr: np.ndarray) -> None:
@@ -109,9 +139,21 @@ def save_cs(path: str | os.PathLike, arr: np.ndarray) -> None:
             np.save(f, arr, allow_pickle=False)
 
 
-def decode_strings(column: np.ndarray) -> np.ndarray:
-    """Fixed-bytes field -> object array of str."""
-    return pd.Series(column).str.decode("utf-8").to_numpy(object)
+def decode_strings(column: np.ndarray, name: str = "", path: Path | None = None) -> np.ndarray:
+    """Fixed-bytes field -> object array of str; InputError at the first row not UTF-8."""
+    if column.dtype.kind == "U":
+        return column.astype(object)
+    try:
+        return pd.Series(column).str.decode("utf-8").to_numpy(object)
+    except UnicodeDecodeError:
+        for row, value in enumerate(column):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(f"{path}: row {row + 1} field {name}: {quoted(bytes(value))} "
+                                 f"holds byte 0x{value[err.start]:02x}; expected UTF-8 text") \
+                    from None
+        raise
 
 
 def _field(arr: np.ndarray, name: str, path: Path, what: str) -> np.ndarray:
@@ -130,6 +172,14 @@ def _finite(values: np.ndarray, name: str, path: Path) -> np.ndarray:
     return values
 
 
+def _image_index(idx: np.ndarray, path: Path) -> np.ndarray:
+    bad = np.flatnonzero((idx < 0) | (idx >= 2 ** 31))
+    if bad.size:
+        raise InputError(f"{path}: row {bad[0] + 1} field blob/idx: {idx[bad[0]]}; expected a "
+                         "0-based image index within its stack")
+    return idx.astype(np.int64)
+
+
 def _shortest(value: float) -> float:
     """The decimal a float32 field was written from (2.95, not 2.950000048)."""
     return float(str(np.float32(value)))
@@ -141,12 +191,17 @@ def _optics_groups(arr: np.ndarray, apix: np.ndarray, box: np.ndarray, path: Pat
     exp_group = arr["ctf/exp_group_id"].astype(np.int64) if "ctf/exp_group_id" in arr.dtype.names \
         else np.zeros(n, np.int64)
     kv = _finite(_field(arr, "ctf/accel_kv", path, "the voltage in kV"), "ctf/accel_kv", path)
+    if np.any(kv <= 0):
+        row = int(np.flatnonzero(kv <= 0)[0])
+        raise InputError(f"{path}: row {row + 1} field ctf/accel_kv: {kv[row]:g}; expected a "
+                         "positive voltage in kV")
     cs = _finite(_field(arr, "ctf/cs_mm", path, "the spherical aberration in mm"),
                  "ctf/cs_mm", path)
     q0 = _finite(_field(arr, "ctf/amp_contrast", path, "the amplitude contrast"),
                  "ctf/amp_contrast", path)
     # A STAR carried through CryoSPARC brings its group names back.
-    names = decode_strings(arr[OPTICS_NAME_FIELD]) if OPTICS_NAME_FIELD in arr.dtype.names \
+    names = decode_strings(arr[OPTICS_NAME_FIELD], OPTICS_NAME_FIELD, path) \
+        if OPTICS_NAME_FIELD in arr.dtype.names \
         else np.array([f"opticsGroup{g + 1}" for g in exp_group], object)
     name_code, name_values = pd.factorize(names)
     values = np.stack([exp_group, apix, box, kv, cs, q0, name_code], axis=1)
@@ -180,11 +235,12 @@ def read_cs(path: str | os.PathLike, apix: float | None = None) -> ParticleSet:
         raise InputError(f"{path}: the .cs table has no rows; expected particles")
     names = arr.dtype.names
     arrays = empty_like_arrays(n)
-    blob_path = decode_strings(_field(arr, "blob/path", path, "the particle stack of each row"))
+    blob_path = decode_strings(_field(arr, "blob/path", path, "the particle stack of each row"),
+                               "blob/path", path)
     # ">" marks a project-relative path in exported jobs; it is not part of the path.
     arrays["image_path"] = pd.Series(blob_path).str.replace(r"^>", "", regex=True).to_numpy(object)
-    arrays["image_index"] = _field(arr, "blob/idx", path, "the 0-based image index") \
-        .astype(np.int64)
+    arrays["image_index"] = _image_index(_field(arr, "blob/idx", path, "the 0-based image index"),
+                                         path)
     if apix is not None:
         particle_apix = np.full(n, float(apix))
     elif "blob/psize_A" in names:
@@ -291,6 +347,9 @@ def particles_to_cs_array(ps: ParticleSet) -> np.ndarray:
     def optics(attr: str) -> np.ndarray:
         return np.array([getattr(o, attr) for o in ps.optics], float)[ps.optics_index]
 
+    def f4(values: np.ndarray, name: str) -> np.ndarray:
+        return _float32(values, name, ps.source)
+
     uid = ps.uid.astype(np.uint64)
     if np.any(uid == 0):
         uid = np.where(uid == 0, fresh_uids(ps), uid)
@@ -298,18 +357,18 @@ def particles_to_cs_array(ps: ParticleSet) -> np.ndarray:
     fields["blob/path"] = _blob_paths(ps, base)
     fields["blob/idx"] = ps.image_index.astype("<u4")
     fields["blob/shape"] = np.repeat(ps.box.astype("<u4")[:, None], 2, axis=1)
-    fields["blob/psize_A"] = apix.astype("<f4")
+    fields["blob/psize_A"] = f4(apix, "blob/psize_A")
     fields["ctf/exp_group_id"] = base.get("ctf/exp_group_id", ps.optics_index.astype("<u4"))
-    fields["ctf/accel_kv"] = optics("voltage_kv").astype("<f4")
-    fields["ctf/cs_mm"] = optics("cs_mm").astype("<f4")
-    fields["ctf/amp_contrast"] = optics("amp_contrast").astype("<f4")
-    fields["ctf/df1_A"] = ps.defocus_u_A.astype("<f4")
-    fields["ctf/df2_A"] = ps.defocus_v_A.astype("<f4")
-    fields["ctf/df_angle_rad"] = np.radians(ps.defocus_angle_deg).astype("<f4")
-    fields["ctf/phase_shift_rad"] = np.radians(ps.phase_shift_deg).astype("<f4")
-    fields["ctf/scale"] = ps.ctf_scale.astype("<f4")
+    fields["ctf/accel_kv"] = f4(optics("voltage_kv"), "ctf/accel_kv")
+    fields["ctf/cs_mm"] = f4(optics("cs_mm"), "ctf/cs_mm")
+    fields["ctf/amp_contrast"] = f4(optics("amp_contrast"), "ctf/amp_contrast")
+    fields["ctf/df1_A"] = f4(ps.defocus_u_A, "ctf/df1_A")
+    fields["ctf/df2_A"] = f4(ps.defocus_v_A, "ctf/df2_A")
+    fields["ctf/df_angle_rad"] = f4(np.radians(ps.defocus_angle_deg), "ctf/df_angle_rad")
+    fields["ctf/phase_shift_rad"] = f4(np.radians(ps.phase_shift_deg), "ctf/phase_shift_rad")
+    fields["ctf/scale"] = f4(ps.ctf_scale, "ctf/scale")
     if "ctf/bfactor" in base or not from_cryosparc or np.any(ps.bfactor_A2 != 0):
-        fields["ctf/bfactor"] = ps.bfactor_A2.astype("<f4")
+        fields["ctf/bfactor"] = f4(ps.bfactor_A2, "ctf/bfactor")
     if not from_cryosparc:
         for name, dtype, shape, value in _IMPORT_DEFAULTS:
             if name not in base:
@@ -318,9 +377,9 @@ def particles_to_cs_array(ps: ParticleSet) -> np.ndarray:
         fields["alignments3D/split"] = (ps.half_set - 1).astype("<u4")
     if ps.has_pose:
         psize = alignment_psize(ps.cs if base else None, apix)
-        fields["alignments3D/pose"] = matrix_to_rotvec(ps.rotation).astype("<f4")
-        fields["alignments3D/shift"] = (ps.shift_A / psize[:, None]).astype("<f4")
-        fields["alignments3D/psize_A"] = psize.astype("<f4")
+        fields["alignments3D/pose"] = f4(matrix_to_rotvec(ps.rotation), "alignments3D/pose")
+        fields["alignments3D/shift"] = f4(ps.shift_A / psize[:, None], "alignments3D/shift")
+        fields["alignments3D/psize_A"] = f4(psize, "alignments3D/psize_A")
     if from_cryosparc:
         merged = {**base, **fields}     # CryoSPARC's own order, new fields last
     else:
@@ -328,6 +387,20 @@ def particles_to_cs_array(ps: ParticleSet) -> np.ndarray:
         leading = [k for k in _ORDER if k in merged]
         merged = {k: merged[k] for k in leading + [k for k in merged if k not in leading]}
     return structured_array(merged)
+
+
+def _float32(values: np.ndarray, name: str, source) -> np.ndarray:
+    """``values`` as the float32 of a .cs field; InputError at a row float32 cannot hold."""
+    values = np.asarray(values, float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = values.astype("<f4")
+    lost = (np.isfinite(values) & ~np.isfinite(out)).reshape(len(values), -1).any(axis=1)
+    if lost.any():
+        row = int(np.flatnonzero(lost)[0])
+        shown = ", ".join(f"{v:g}" for v in np.ravel(values[row]))
+        raise InputError(f"{source}: row {row + 1}: {name} would be {shown} (from the input's "
+                         "values), beyond float32; expected |x| <= 3.4e38")
+    return out
 
 
 def structured_array(columns: dict[str, np.ndarray]) -> np.ndarray:

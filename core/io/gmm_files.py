@@ -13,15 +13,15 @@ the Gaussian's exp(-2 pi^2 s^2 |k|^2); occupancy = amplitude / max|amplitude|.
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, quoted
 from ..gmm.model import GMM, check_gmm_arrays
 from .atomic import atomic_path, write_text_atomic
 from .model import engine_to_model_frame
+from .npy import read_npz
 
 FORMAT_VERSION = 1
 _ARRAYS = ("centres_A", "amplitudes", "widths_A")
@@ -41,16 +41,14 @@ def write_gmm(gmm: GMM, path: str | os.PathLike) -> None:
 def read_gmm(path: str | os.PathLike) -> GMM:
     """Read a GMM written by :func:`write_gmm`; InputError names what is wrong."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise InputError(f"{path}: GMM file not found")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            contents = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise InputError(f"{path}: not a readable .npz GMM file ({err})") from None
+    contents = read_npz(path, ".npz GMM file")
     version = contents.get("format_version")
-    if version is None or version.shape != () or int(version) != FORMAT_VERSION:
-        raise InputError(f"{path}: format_version {version}; expected {FORMAT_VERSION}")
+    if version is None or version.shape != () or version.dtype.kind not in "iu" \
+            or int(version) != FORMAT_VERSION:
+        shown = "missing" if version is None else quoted(version.tolist())
+        raise InputError(f"{path}: format_version {shown}; expected {FORMAT_VERSION}")
     missing = [key for key in _ARRAYS if key not in contents]
     if missing:
         raise InputError(f"{path}: array {missing[0]} missing; expected {', '.join(_ARRAYS)}")

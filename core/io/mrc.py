@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 from .atomic import atomic_path
+from .mrc_header import open_mrc
 
 # relion_postprocess accepts masks up to this far outside [0, 1].
 MASK_RANGE_TOLERANCE = 1e-6
@@ -18,23 +19,20 @@ MASK_RANGE_TOLERANCE = 1e-6
 def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     """Read a cubic 3D map; returns (float32 array indexed [z, y, x], voxel size in A)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise InputError(f"{path}: map file not found")
-    try:
-        with mrcfile.open(path, permissive=True) as mrc:
-            if mrc.data is None:
-                raise InputError(f"{path}: not a readable MRC file (no data block)")
-            data = np.asarray(mrc.data, dtype=np.float32).copy()
-            apix = float(mrc.voxel_size.x)
-    except ValueError as err:
-        raise InputError(f"{path}: not a readable MRC file ({err})") from None
+    mrc, header = open_mrc(path, "map")
+    voxel = header.voxel_A
+    with mrc:
+        data = np.asarray(mrc.data, dtype=np.float32).copy()
     if data.ndim != 3 or len(set(data.shape)) != 1:
         raise InputError(f"{path}: map shape {data.shape}; expected a cubic 3D map")
     if not np.all(np.isfinite(data)):
         raise InputError(f"{path}: map contains NaN or inf values; expected finite densities")
-    if apix <= 0:
-        raise InputError(f"{path}: voxel size {apix} in the header; expected a positive value in A")
-    return data, apix
+    if voxel is None or not 0 < voxel < np.inf:
+        raise InputError(f"{path}: no voxel size in the header ({header.voxel_text}); "
+                         "expected a positive value in A")
+    return data, float(voxel)
 
 
 def read_half_maps(half1: str | os.PathLike, half2: str | os.PathLike

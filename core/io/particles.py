@@ -21,14 +21,14 @@ import dataclasses
 import os
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 import pandas as pd
 
 from ..data.particles import ParticleSet
-from ..errors import InputError
+from ..errors import InputError, quoted
 from . import cs as cs_io
 from . import star as star_io
+from .mrc_header import read_mrc_header
 
 SUFFIXES = (".star", ".cs")
 _STAR_OPTICS_OWN = frozenset(star_io.OPTICS_LABELS) - {"rlnOpticsGroupName"}
@@ -103,8 +103,8 @@ def _fill_missing_box(ps: ParticleSet) -> None:
         members = np.flatnonzero(ps.optics_index == g)
         stack = ps.resolve_image_path(int(members[0])) if len(members) else None
         if stack is not None and stack.is_file():
-            with mrcfile.open(stack, header_only=True, permissive=True) as mrc:
-                group.box = int(mrc.header.nx)
+            where = f" (particle row {members[0] + 1} of {ps.source})"
+            group.box = read_mrc_header(stack, "image stack", where).nx
 
 
 def require_poses(ps: ParticleSet) -> None:
@@ -174,8 +174,12 @@ def parse_cs_label(label: str) -> tuple[str, np.dtype, tuple, int | None] | None
     if not label.startswith(star_io.CS_LABEL_PREFIX):
         return None
     parts = label[len(star_io.CS_LABEL_PREFIX):].split(":")
+    if not parts[0]:
+        return None                 # no field name: carried as an ordinary STAR column
     try:
         dtype = np.dtype(parts[1])
+        if dtype.kind not in "biufS" or dtype.itemsize == 0:
+            return None             # not a type cs_label writes (an object would be pickled)
         if len(parts) == 2:
             return parts[0], dtype, (), None
         if len(parts) == 4:
@@ -185,22 +189,22 @@ def parse_cs_label(label: str) -> tuple[str, np.dtype, tuple, int | None] | None
     return None
 
 
-def _text(values: np.ndarray) -> np.ndarray:
+def _text(values: np.ndarray, name: str, source) -> np.ndarray:
     """.cs values for a STAR column that gives them back exactly.
 
     float32 survives the writer's 10 significant digits (9 suffice); float64
     needs its shortest round-trip text; integers and bytes are exact as they are.
     """
     if values.dtype.kind == "S":
-        return cs_io.decode_strings(values)
+        return cs_io.decode_strings(values, name, source)
     if values.dtype.kind == "f" and values.dtype.itemsize > 4:
         return np.array([repr(v) for v in values.tolist()], dtype=object)
     return values
 
 
-def _star_values(values: np.ndarray) -> np.ndarray:
+def _star_values(values: np.ndarray, name: str, source) -> np.ndarray:
     """A carried .cs field as a STAR column (bytes -> str)."""
-    return cs_io.decode_strings(values) if values.dtype.kind == "S" else values
+    return cs_io.decode_strings(values, name, source) if values.dtype.kind == "S" else values
 
 
 def cs_fields_as_star(ps: ParticleSet) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -217,19 +221,21 @@ def cs_fields_as_star(ps: ParticleSet) -> tuple[pd.DataFrame, pd.DataFrame]:
         if name in own:
             continue
         if name.startswith("rlnOptics/"):
-            optics[name[len("rlnOptics/"):]] = _star_values(values[first_of_group])
+            optics[name[len("rlnOptics/"):]] = _star_values(values[first_of_group], name,
+                                                             ps.source)
         elif name.startswith("rln/"):
-            particles[name[len("rln/"):]] = _star_values(values)
+            particles[name[len("rln/"):]] = _star_values(values, name, ps.source)
         elif name == "location/micrograph_path":
-            particles["rlnMicrographName"] = cs_io.decode_strings(values)
+            particles["rlnMicrographName"] = cs_io.decode_strings(values, name, ps.source)
         elif name == "alignments3D/class" and ps.has_pose:
             particles["rlnClassNumber"] = values.astype(np.int64) + 1
         elif values.ndim == 1:
-            particles[cs_label(name, values.dtype)] = _text(values)
+            particles[cs_label(name, values.dtype)] = _text(values, name, ps.source)
         else:
             flat = values.reshape(len(values), -1)
             for j in range(flat.shape[1]):
-                particles[cs_label(name, values.dtype, values.shape[1:], j)] = _text(flat[:, j])
+                particles[cs_label(name, values.dtype, values.shape[1:], j)] = \
+                    _text(flat[:, j], name, ps.source)
     exp_groups = ps.meta.get("cs_exp_group_ids", list(range(len(ps.optics))))
     numbers = np.asarray(exp_groups, np.int64) + 1
     if len(set(numbers.tolist())) != len(numbers):
@@ -239,7 +245,9 @@ def cs_fields_as_star(ps: ParticleSet) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _cs_values(series: pd.Series) -> np.ndarray:
-    """A STAR column as a .cs field: text as fixed bytes, numbers as int64 / float64."""
+    """A STAR column as a .cs field: text as fixed bytes, numbers as (u)int64 / float64."""
+    if pd.api.types.is_unsigned_integer_dtype(series):
+        return series.to_numpy(np.uint64)      # starfile's type for integers beyond int64
     if pd.api.types.is_integer_dtype(series) or pd.api.types.is_bool_dtype(series):
         return series.to_numpy(np.int64)
     if pd.api.types.is_float_dtype(series):
@@ -248,14 +256,33 @@ def _cs_values(series: pd.Series) -> np.ndarray:
 
 
 def _decode_cs_column(text: pd.Series, dtype: np.dtype, label: str, source) -> np.ndarray:
+    """A cs:<field> column back in its .cs dtype; InputError at the first row that is not one."""
+    strings = text.astype(str).to_numpy(object)
     if dtype.kind == "S":
-        return cs_io.encode_strings(text.astype(str).to_numpy(object)).astype(dtype)
+        return cs_io.encode_strings(strings).astype(dtype)
+    if _all_fit(strings, dtype):
+        return strings.astype(dtype) if dtype.kind in "iu" \
+            else pd.to_numeric(pd.Series(strings)).to_numpy(float).astype(dtype)
+    row = next(i for i, value in enumerate(strings) if not _fits(value, dtype))
+    raise InputError(f"{source}: row {row + 1} column _{label}: {quoted(strings[row])}; expected "
+                     f"a value of type {dtype}")
+
+
+def _all_fit(strings: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether every text converts to ``dtype`` without error or overflow (vectorized)."""
     try:
         if dtype.kind in "iu":
-            return text.astype(str).to_numpy(object).astype(dtype)
-        return pd.to_numeric(text.astype(str)).to_numpy().astype(dtype)
-    except (ValueError, OverflowError):
-        raise InputError(f"{source}: column _{label} holds a value that is not {dtype}") from None
+            strings.astype(dtype)
+            return True
+        values = pd.to_numeric(pd.Series(strings)).to_numpy(float)
+    except (ValueError, OverflowError, TypeError):
+        return False
+    with np.errstate(over="ignore"):
+        return not np.any(np.isfinite(values) & ~np.isfinite(values.astype(dtype)))
+
+
+def _fits(value: str, dtype: np.dtype) -> bool:
+    return _all_fit(np.array([value], dtype=object), dtype)
 
 
 def star_columns_as_cs(ps: ParticleSet) -> np.ndarray | None:
@@ -303,5 +330,7 @@ def star_columns_as_cs(ps: ParticleSet) -> np.ndarray | None:
 
 
 def _positive_integers(series: pd.Series) -> bool:
+    # Classes that fit alignments3D/class (u4) once made 0-based.
     values = pd.to_numeric(series, errors="coerce").to_numpy(float)
-    return bool(np.all(np.isfinite(values) & (values >= 1) & (values == np.round(values))))
+    with np.errstate(invalid="ignore"):
+        return bool(np.all((values >= 1) & (values <= 2 ** 32) & (values == np.round(values))))

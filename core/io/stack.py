@@ -2,9 +2,11 @@
 
 Stacks are opened through mrcfile's memory map (permissive, so headers that
 RELION 5 or CryoSPARC write with small deviations still open; float16 mode 12
-included, which RELION 3.1 itself cannot read). A bounded number of files stay
-open, so a dataset spread over thousands of micrograph stacks never exhausts
-file handles. A 2D ``.mrc`` holding one image counts as a stack of one.
+included, which RELION 3.1 itself cannot read), after :mod:`.mrc_header` has
+checked that the file holds the images its header declares. A bounded number
+of files stay open, so a dataset spread over thousands of micrograph stacks
+never exhausts file handles. A 2D ``.mrc`` holding one image counts as a
+stack of one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import mrcfile
 import numpy as np
 
 from ..errors import InputError
+from .mrc_header import open_mrc
 
 
 class StackReader:
@@ -124,14 +127,12 @@ class StackReader:
             raise InputError(f"{path}: particle stack not found{self._where(row)}; "
                              "expected an MRC stack at that path (relative paths resolve against "
                              f"{self.root if self.root is not None else 'the working directory'})")
-        try:
-            mrc = mrcfile.mmap(path, mode="r", permissive=True)
-        except (ValueError, OSError) as err:
-            raise InputError(f"{path}: not a readable MRC stack ({err}){self._where(row)}") from None
-        if mrc.data is None or mrc.data.ndim not in (2, 3):
+        mrc, _ = open_mrc(path, "image stack", self._where(row), mmap=True)
+        if mrc.data.ndim not in (2, 3):
+            volumes = mrc.data.shape[0]
             mrc.close()
-            raise InputError(f"{path}: no 2D image data in this MRC file{self._where(row)}; "
-                             "expected an image stack")
+            raise InputError(f"{path}: a stack of {volumes} volume{'s' * (volumes != 1)}; "
+                             f"expected an MRC stack of 2D images{self._where(row)}")
         self._open[path] = mrc
         while len(self._open) > self.max_open:
             _, old = self._open.popitem(last=False)

@@ -9,7 +9,9 @@ Tables go through the ``starfile`` package with two precautions: it turns
 numeric-looking strings into numbers (a micrograph called ``0001`` would
 become 1), so every string label is read as ``str``; and its default float
 format (6 decimals) is replaced by 10 significant digits, enough for angles
-to round-trip to 1e-6 degree.
+to round-trip to 1e-6 degree. Reading goes through :mod:`.star_tables`,
+which checks the text first and keeps starfile's line cache from serving a
+file as it was (a malformed file is one line naming its line).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import starfile
 
 from ..data.particles import OpticsGroup, ParticleSet, empty_like_arrays
 from ..data.rotations import euler_to_matrix, matrix_to_euler
-from ..errors import InputError
+from ..errors import InputError, quoted
+from . import star_tables
 from .atomic import atomic_path
 
 # Labels RELION stores as strings (metadata_label.h, EMDL_STRING) that users
@@ -79,37 +82,13 @@ def is_string_label(label: str) -> bool:
 
 # --- tables ---------------------------------------------------------------------------
 
-def _scan_labels(path: Path) -> list[str]:
-    labels = []
-    with open(path, "r", errors="replace") as f:
-        for line in f:
-            if line.startswith("_"):
-                labels.append(line.split()[0][1:])
-    return labels
-
-
 def read_star_tables(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
     """Every data block of a STAR file as a DataFrame, string labels kept as ``str``.
 
-    Key-value blocks come back as one-row DataFrames.
+    Key-value blocks come back as one-row DataFrames; a malformed file is one
+    InputError naming its line (:mod:`.star_tables`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: STAR file not found")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: file is empty; expected a STAR file with a particle table")
-    as_string = [lab for lab in dict.fromkeys(_scan_labels(path)) if is_string_label(lab)]
-    try:
-        blocks = starfile.read(path, always_dict=True, parse_as_string=as_string)
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        msg = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise InputError(f"{path}: not a readable STAR file ({msg})") from None
-    tables = {}
-    for name, block in blocks.items():
-        if isinstance(block, dict):
-            block = pd.DataFrame({k: [v] for k, v in block.items()})
-        tables[name] = block.reset_index(drop=True)
-    return tables
+    return star_tables.read_star_tables(Path(path), as_string=is_string_label)
 
 
 def write_star_tables(path: str | os.PathLike, tables: dict[str, pd.DataFrame]) -> None:
@@ -122,36 +101,67 @@ def write_star_tables(path: str | os.PathLike, tables: dict[str, pd.DataFrame]) 
 
 def parse_image_names(names: pd.Series, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """"N@stack" -> (stack path, N - 1); a bare path is image 0 of a single-image file."""
-    text = names.astype(str)
+    # starfile reads "nan" as a missing value, whatever the column's type.
+    missing = names.isna().to_numpy()
+    text = names.astype(object).where(~missing, "").astype(str)
     before, at, after = (text.str.partition("@")[i] for i in range(3))
     has_at = (at == "@").to_numpy()
     number = pd.to_numeric(before.where(has_at, "1"), errors="coerce").to_numpy(float)
     stack = np.where(has_at, after.to_numpy(object), before.to_numpy(object))
-    bad = ~np.isfinite(number) | (number < 1) | (number != np.round(number)) \
-        | (pd.Series(stack).str.len().to_numpy() == 0)
+    with np.errstate(invalid="ignore"):
+        bad = ~((number >= 1) & (number < 2 ** 31) & (number == np.round(number))) \
+            | (pd.Series(stack).str.len().to_numpy() == 0) | missing
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{path}: row {row + 1} column _rlnImageName: {text.iloc[row]!r}; "
-                         "expected 'N@stack' with N >= 1 (or a bare image path)")
+        shown = "nan (starfile reads it as a missing value)" if missing[row] \
+            else _shown(names.iloc[row])
+        raise InputError(f"{path}: row {row + 1} column _rlnImageName: {shown}; expected "
+                         "'N@stack' with N >= 1 (or a bare image path)")
     return stack.astype(object), number.astype(np.int64) - 1
 
 
+# What a column must hold: a test on its float64 values and the words for it.
+# Numbers beyond float32's range are corruption, not data: .cs fields and
+# every image computation are float32.
+_F32_MAX = float(np.finfo(np.float32).max)
+_KINDS = {
+    "number": (lambda v: np.abs(v) <= _F32_MAX, "a finite number"),
+    "positive": (lambda v: (v > 0) & (v <= _F32_MAX), "a positive number"),
+    "integer": (lambda v: (v == np.round(v)) & (np.abs(v) < 2 ** 31), "a whole number"),
+    "count": (lambda v: (v == np.round(v)) & (v >= 0) & (v < 2 ** 31), "a whole number >= 0"),
+}
+
+
+def _shown(raw) -> str:
+    if isinstance(raw, str):
+        return quoted(raw)
+    text = str(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _numeric(df: pd.DataFrame, label: str, path: Path, default=None,
-             table: str = "the particle table") -> np.ndarray:
-    """A numeric column as float64, with the first bad row named in the error."""
+             table: str = "the particle table", kind: str = "number") -> np.ndarray:
+    """A numeric column as float64, with the first bad row named in the error.
+
+    ``kind`` is what every value must be: "number" (finite), "positive",
+    "integer" or "count" (a whole number >= 0).
+    """
     if label not in df.columns:
         if default is None:
             raise InputError(f"{path}: column _{label} is missing; expected it in {table}")
         return np.full(len(df), float(default))
     values = pd.to_numeric(df[label], errors="coerce").to_numpy(float)
-    bad = ~np.isfinite(values)
+    test, expected = _KINDS[kind]
+    with np.errstate(invalid="ignore"):
+        bad = ~test(values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raw = df[label].iloc[row]
-        shown = repr(raw) if isinstance(raw, str) else str(raw)
         where = "" if table == "the particle table" else f"{table} "
-        raise InputError(f"{path}: {where}row {row + 1} column _{label}: {shown}; "
-                         "expected a finite number")
+        if kind in ("number", "positive") and np.isfinite(values[row]) \
+                and abs(values[row]) > _F32_MAX:
+            expected += " within float32's range (|x| <= 3.4e38)"
+        raise InputError(f"{path}: {where}row {row + 1} column _{label}: "
+                         f"{_shown(df[label].iloc[row])}; expected {expected}")
     return values
 
 
@@ -167,13 +177,13 @@ def _particle_table(tables: dict[str, pd.DataFrame], path: Path) -> tuple[str, p
 
 def _optics_31(optics: pd.DataFrame, particles: pd.DataFrame, path: Path):
     """Optics groups from a 3.1 optics table and each particle's index into it."""
-    def column(label: str, default=None) -> np.ndarray:
-        return _numeric(optics, label, path, default, table="data_optics")
+    def column(label: str, default=None, kind: str = "number") -> np.ndarray:
+        return _numeric(optics, label, path, default, table="data_optics", kind=kind)
 
-    numbers = column("rlnOpticsGroup").astype(np.int64)
-    apix = column("rlnImagePixelSize")
-    box = column("rlnImageSize", default=0).astype(np.int64)
-    kv = column("rlnVoltage")
+    numbers = column("rlnOpticsGroup", kind="integer").astype(np.int64)
+    apix = column("rlnImagePixelSize", kind="positive")
+    box = column("rlnImageSize", default=0, kind="count").astype(np.int64)
+    kv = column("rlnVoltage", kind="positive")
     cs = column("rlnSphericalAberration")
     q0 = column("rlnAmplitudeContrast")
     names = (optics["rlnOpticsGroupName"].astype(str).to_numpy() if "rlnOpticsGroupName"
@@ -184,7 +194,8 @@ def _optics_31(optics: pd.DataFrame, particles: pd.DataFrame, path: Path):
     if lookup.index.has_duplicates:
         raise InputError(f"{path}: data_optics column _rlnOpticsGroup repeats a number; "
                          "expected one row per group")
-    particle_groups = _numeric(particles, "rlnOpticsGroup", path).astype(np.int64)
+    particle_groups = _numeric(particles, "rlnOpticsGroup", path, kind="integer") \
+        .astype(np.int64)
     index = lookup.reindex(particle_groups).to_numpy()
     unknown = pd.isna(index)
     if unknown.any():
@@ -198,11 +209,19 @@ def _optics_31(optics: pd.DataFrame, particles: pd.DataFrame, path: Path):
 def _apix_30(particles: pd.DataFrame, path: Path) -> np.ndarray:
     for label in ("rlnImagePixelSize", "rlnPixelSize"):
         if label in particles.columns:
-            return _numeric(particles, label, path)
+            return _numeric(particles, label, path, kind="positive")
     if "rlnDetectorPixelSize" in particles.columns and "rlnMagnification" in particles.columns:
         # RELION 3.0: pixel size = detector pixel (micrometre) / magnification.
-        return 1e4 * _numeric(particles, "rlnDetectorPixelSize", path) \
-            / _numeric(particles, "rlnMagnification", path)
+        detector = _numeric(particles, "rlnDetectorPixelSize", path, kind="positive")
+        magnification = _numeric(particles, "rlnMagnification", path, kind="positive")
+        with np.errstate(over="ignore", under="ignore"):
+            apix = 1e4 * detector / magnification
+        bad = np.flatnonzero(~((apix > 0) & (apix <= _F32_MAX)))
+        if bad.size:
+            raise InputError(f"{path}: row {bad[0] + 1}: pixel size 1e4 * _rlnDetectorPixelSize "
+                             f"/ _rlnMagnification = {apix[bad[0]]:g} A; expected a positive "
+                             "number within float32's range")
+        return apix
     raise InputError(f"{path}: no pixel size; expected _rlnImagePixelSize, _rlnPixelSize or "
                      "_rlnDetectorPixelSize with _rlnMagnification (RELION 3.0 STAR)")
 
@@ -210,8 +229,8 @@ def _apix_30(particles: pd.DataFrame, path: Path) -> np.ndarray:
 def _optics_30(particles: pd.DataFrame, path: Path):
     """Optics groups of a 3.0 table: one per distinct set of per-particle optics values."""
     apix = _apix_30(particles, path)
-    box = _numeric(particles, "rlnImageSize", path, default=0)
-    kv = _numeric(particles, "rlnVoltage", path)
+    box = _numeric(particles, "rlnImageSize", path, default=0, kind="count")
+    kv = _numeric(particles, "rlnVoltage", path, kind="positive")
     cs = _numeric(particles, "rlnSphericalAberration", path)
     q0 = _numeric(particles, "rlnAmplitudeContrast", path)
     values = np.stack([apix, box, kv, cs, q0], axis=1)
@@ -426,4 +445,6 @@ def write_star(ps: ParticleSet, path: str | os.PathLike) -> None:
     survives; canonical columns (image name, pose, origin, CTF, optics group,
     random subset) are overwritten from ``ps``.
     """
-    write_star_tables(path, particles_to_star_tables(ps))
+    tables = particles_to_star_tables(ps)
+    star_tables.check_writable(tables, ps.source)
+    write_star_tables(path, tables)
