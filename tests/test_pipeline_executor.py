@@ -14,6 +14,7 @@ import pytest
 from gmmrefine.data.images import ParticleImages
 from gmmrefine.data.particles import OpticsGroup, ParticleSet, empty_like_arrays
 from gmmrefine.data.rotations import random_rotations
+from gmmrefine.errors import InputError
 from gmmrefine.io.mrc import write_stack
 from gmmrefine.io.stack import StackReader
 from gmmrefine.pipeline.executor import IN_PROCESS, ChunkPlan, HalfWork, open_executor
@@ -61,6 +62,14 @@ def test_no_cluster_option_means_in_process():
     with open_executor(RefineOptions()) as executor:
         assert executor is IN_PROCESS
         assert executor.description == "in this process"
+
+
+def test_a_cluster_option_without_dask_installed_is_one_line(monkeypatch):
+    for name in ("dask", "distributed", "dask_jobqueue"):
+        monkeypatch.setitem(sys.modules, name, None)      # as if not installed
+    with pytest.raises(InputError, match=r'need Dask: pip install "gmmrefine\[cluster\]"'):
+        with open_executor(RefineOptions(cluster="local:2")):
+            pass
 
 
 @pytest.mark.slow

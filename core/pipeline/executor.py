@@ -117,7 +117,8 @@ def open_executor(options: RefineOptions) -> Iterator[ChunkExecutor]:
         yield IN_PROCESS
         return
     from .clusters import dask_client
-    from .dask_executor import DaskExecutor
 
-    with dask_client(options) as (client, where):
+    with dask_client(options) as (client, where):     # InputError here if Dask is missing
+        from .dask_executor import DaskExecutor
+
         yield DaskExecutor(client, where)
