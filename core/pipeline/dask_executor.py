@@ -95,10 +95,11 @@ class DaskExecutor:
         t0, base = time.monotonic(), f"{work.label}-{uuid.uuid4().hex[:8]}"
         tasks = chunk_tasks(base, plan)
         n_workers = max(1, len(self.client.scheduler_info()["workers"]))
+        # Out: the work (to the scheduler and each worker) and the chunks; back: the poses
+        # and the sums.
         figures = {"label": work.label, "chunks": len(tasks), "particles": len(plan.index),
-                   "bytes_to_workers": wire_bytes(work) * (n_workers + 1),
-                   "bytes_from_workers": 0,
-                   "rounds": 0}
+                   "bytes_work": wire_bytes(work) * (n_workers + 1), "bytes_chunks": 0,
+                   "bytes_poses": 0, "bytes_sums": 0, "rounds": 0}
         # A task's result rather than scattered data: lost with a worker, it is made again.
         work_future = self.client.submit(dask_worker.keep, work, pure=False,
                                          key=f"gmmrefine-work-{base}")
@@ -116,7 +117,7 @@ class DaskExecutor:
                 jobs.append(job)
                 figures["rounds"] += 1
                 todo = [_for_job(t, job) for t in todo]
-                figures["bytes_to_workers"] += sum(wire_bytes(t) for t in todo)
+                figures["bytes_chunks"] += sum(wire_bytes(t) for t in todo)
                 done = self._run_chunks(work_future, todo, progress, should_abort, figures)
                 for chunk_id, result in done.items():
                     poses.setdefault(chunk_id, result)
@@ -134,6 +135,8 @@ class DaskExecutor:
             del work_future
         figures["workers"] = n_workers
         figures["seconds"] = time.monotonic() - t0
+        figures["bytes_to_workers"] = figures["bytes_work"] + figures["bytes_chunks"]
+        figures["bytes_from_workers"] = figures["bytes_poses"] + figures["bytes_sums"]
         self.transfers.append(figures)
         log.info(f"{work.label}: {len(tasks)} chunks on {n_workers} workers in "
                  f"{format_duration(figures['seconds'])}; {_mb(figures['bytes_to_workers'])} "
@@ -159,7 +162,7 @@ class DaskExecutor:
                     finished = set()
                 for future in finished:
                     result = future.result()          # a chunk's error, after its retries
-                    figures["bytes_from_workers"] += wire_bytes(result)
+                    figures["bytes_poses"] += wire_bytes(result)
                     done[result.chunk_id] = result
                 self._pass_progress(tasks[0].job, progress)
         except BaseException:
@@ -177,7 +180,7 @@ class DaskExecutor:
         for address in sorted(first, key=first.get):
             part = self._take_from(address, job, should_abort)
             if part is not None:
-                figures["bytes_from_workers"] += wire_bytes(part)
+                figures["bytes_sums"] += wire_bytes(part)
                 yield part
 
     def _take_from(self, address: str, job: str,
