@@ -94,11 +94,10 @@ class DaskExecutor:
         """
         t0, base = time.monotonic(), f"{work.label}-{uuid.uuid4().hex[:8]}"
         tasks = chunk_tasks(base, plan)
-        n_workers = max(1, len(self.client.scheduler_info()["workers"]))
         # Out: the work (to the scheduler and each worker) and the chunks; back: the poses
         # and the sums.
         figures = {"label": work.label, "chunks": len(tasks), "particles": len(plan.index),
-                   "bytes_work": wire_bytes(work) * (n_workers + 1), "bytes_chunks": 0,
+                   "bytes_work": 0, "bytes_chunks": 0,
                    "bytes_poses": 0, "bytes_sums": 0, "rounds": 0}
         # A task's result rather than scattered data: lost with a worker, it is made again.
         work_future = self.client.submit(dask_worker.keep, work, pure=False,
@@ -131,14 +130,17 @@ class DaskExecutor:
                                 "worker; running those chunks again")
         finally:
             for job in jobs:
-                self.client.run(dask_worker.forget_job, job)
+                self.client.run(dask_worker.forget_job, job, on_error="ignore")
             del work_future
+        n_workers = len({result.worker for result in poses.values()})
         figures["workers"] = n_workers
+        figures["bytes_work"] = wire_bytes(work) * (n_workers + 1)     # scheduler + workers
         figures["seconds"] = time.monotonic() - t0
         figures["bytes_to_workers"] = figures["bytes_work"] + figures["bytes_chunks"]
         figures["bytes_from_workers"] = figures["bytes_poses"] + figures["bytes_sums"]
         self.transfers.append(figures)
-        log.info(f"{work.label}: {len(tasks)} chunks on {n_workers} workers in "
+        log.info(f"{work.label}: {len(tasks)} chunks on {n_workers} "
+                 f"worker{'s' if n_workers > 1 else ''} in "
                  f"{format_duration(figures['seconds'])}; {_mb(figures['bytes_to_workers'])} "
                  f"to the workers, {_mb(figures['bytes_from_workers'])} back")
         by_rows = [(tasks[i].rows, poses[i].poses) for i in range(len(tasks))]
