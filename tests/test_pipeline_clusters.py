@@ -31,7 +31,8 @@ BAD = [(dict(cluster="local:0"), "--cluster local:0: expected local, local:N"),
        (dict(cluster="slurm", worker_memory="lots"), "--worker-memory lots: expected an amount"),
        (dict(cluster="pbs:2", walltime="3h"), "--walltime 3h: expected HH:MM:SS"),
        (dict(scheduler="tcp://n:8786", worker_cores=4), "--worker-cores 4 with --scheduler"),
-       (dict(cluster_config="c.yaml"), "--cluster-config c.yaml without --cluster")]
+       (dict(cluster_config="c.yaml"), "--cluster-config c.yaml without --cluster"),
+       (dict(worker_cores=4), "--worker-cores 4 without --cluster")]
 
 
 @pytest.mark.parametrize("values, message", BAD, ids=[str(v) for v, _ in BAD])

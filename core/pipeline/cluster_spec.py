@@ -117,6 +117,10 @@ def check_execution(options) -> None:
             if value is not None:
                 raise InputError(f"{flag} {value} with --scheduler: expected auto (a running "
                                  "cluster's workers are sized already)")
-    if options.cluster_config is not None and spec is None and options.scheduler is None:
-        raise InputError(f"--cluster-config {options.cluster_config} without --cluster: "
-                         "expected a cluster to configure")
+    if spec is None and options.scheduler is None:
+        for value, flag in ((options.worker_cores, "--worker-cores"),
+                            (options.worker_memory, "--worker-memory"),
+                            (options.cluster_config, "--cluster-config")):
+            if value is not None:
+                raise InputError(f"{flag} {value} without --cluster: expected a cluster to "
+                                 "configure (the run's own process takes what it is given)")
