@@ -11,6 +11,7 @@ the reference map and the mask come as RELION's input nodes instead.
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,8 +126,22 @@ def parse_command(pairs: dict[str, str]) -> JobCommand:
     for label, field_name in INPUT_NODES.items():
         if pairs.get(label):
             values[field_name] = pairs[label]
+    threads = _threads(pairs.get("j", "1"))
     return JobCommand(job_dir=job_dir, particles=Path(pairs["in_parts"]),
-                      options=RefineOptions(**values), threads=_threads(pairs.get("j", "1")))
+                      options=workers_from_threads(RefineOptions(**values), threads),
+                      threads=threads)
+
+
+def workers_from_threads(options: RefineOptions, threads: int) -> RefineOptions:
+    """The ``cluster`` row set to ``local`` alone means one local worker process per thread
+    of RELION's "Number of threads" (``--j``); any other value is kept as it is.
+
+    RELION's External job has no MPI field (its GUI offers threads only), and
+    no MPI is involved here: workers are Dask processes.
+    """
+    if options.cluster is not None and options.cluster.strip().lower() == "local":
+        return dataclasses.replace(options, cluster=f"local:{threads}")
+    return options
 
 
 def _parameter_values(pairs: dict[str, str]) -> dict[str, object]:

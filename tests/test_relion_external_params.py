@@ -27,9 +27,16 @@ def _sample(parameter) -> str:
     option = parameter.option
     if option.choices:
         return next(c for c in option.choices if c != parameter.default)
-    if parameter.label == "sym":
-        return "C2"
+    if parameter.label in SAMPLES:
+        return SAMPLES[parameter.label]
     return {int: "7", float: "0.5", str: "x.pdb"}[option.kind]
+
+
+# Rows whose values have a form of their own, and rows that only a batch cluster uses.
+SAMPLES = {"sym": "C2", "cluster": "local:2", "scheduler": "tcp://node1:8786",
+           "worker-memory": "16GB", "walltime": "04:00:00"}
+WITH_A_CLUSTER = ("queue", "worker-cores", "worker-memory", "worker-gpus", "walltime",
+                  "cluster-config")
 
 
 def test_every_table_row_parses_a_value_of_its_type():
@@ -38,6 +45,7 @@ def test_every_table_row_parses_a_value_of_its_type():
         sample = _sample(parameter)
         # The frc score has no prior: switch it off with it.
         extra = " --prior-deg none" if label == "score" else ""
+        extra += " --cluster slurm:2" if label in WITH_A_CLUSTER else ""
         options = _command(f"--o J/ --in_parts P.star --{label} {sample}{extra}").options
         value = getattr(options, parameter.field)
         expected = sample if parameter.option.kind is str else parameter.option.kind(sample)

@@ -6,19 +6,28 @@ poses. Each chunk's images are read and transformed once and serve both the
 alignment (Fourier-cropped to the target resolution) and the
 reconstruction (full box, centred at the new shifts). A chunk reads nothing
 but its own images and writes nothing: chunks never talk to each other and
-sums add, so any executor can run them and add the results.
+sums add, so any executor can run them and add the results
+(gmmrefine.pipeline.executor). :class:`AlignerSpec` is what an executor
+ships to build a half's aligner where its chunks run: the GMM (kilobytes)
+and the settings, never a compiled aligner.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from ..align.refine_particles import ParticleAligner
+from ..align.options import AlignOptions
 from ..data.images import ParticleImages
+from ..gmm.model import GMM
 from ..reconstruct.backproject import FourierSums, insert_slices
+
+if TYPE_CHECKING:
+    # TensorFlow comes with it: loaded where a chunk is aligned, not where one is only
+    # reconstructed (a Dask worker of iteration 0, say).
+    from ..align.refine_particles import ParticleAligner
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,27 @@ class ChunkPoses:
     score_end: np.ndarray
 
 
-def refine_chunk(aligner: ParticleAligner | None, images: ParticleImages, index: np.ndarray,
+@dataclass(frozen=True)
+class AlignerSpec:
+    """Everything a :class:`ParticleAligner` is built from: one half's GMM at one target
+    resolution, the particles' grid, the alignment settings and the pivot."""
+
+    gmm: GMM
+    box: int
+    apix: float
+    res_A: float
+    options: AlignOptions
+    pivot_A: np.ndarray | None = None
+
+    def build(self) -> "ParticleAligner":
+        """The aligner (its objective compiled here, where the chunks run)."""
+        from ..align.refine_particles import ParticleAligner
+
+        return ParticleAligner(self.gmm, self.box, self.apix, self.res_A, self.options,
+                               self.pivot_A)
+
+
+def refine_chunk(aligner: "ParticleAligner | None", images: ParticleImages, index: np.ndarray,
                  sums: FourierSums, *,
                  prior_poses: tuple[np.ndarray, np.ndarray] | None = None,
                  progress=None, should_abort: Callable[[], bool] = lambda: False) -> ChunkPoses:

@@ -17,8 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..align.refine_particles import ParticleAligner
-from ..data.images import ImageReader, ParticleImages
+from ..data.images import ImageReader
 from ..data.particles import ParticleSet
 from ..data.rotations import angle_between_deg
 from ..data.symmetry_groups import symmetry_operators
@@ -26,7 +25,8 @@ from ..gmm.model import GMM
 from ..reconstruct.backproject import FourierSums, finalize, symmetrize_sums
 from ..reconstruct.fsc import fsc_curve, masked_fsc_corrected, resolution_at
 from ..report.progress import Progress
-from .chunk import refine_chunk
+from .chunk import AlignerSpec
+from .executor import IN_PROCESS, ChunkExecutor, ChunkPlan, HalfWork
 from .inputs import RunInputs
 from .references import half_gmm, wiener_weighted
 from .run_directory import IterationState, Maps
@@ -73,15 +73,17 @@ def map_figures(inputs: RunInputs, maps: Maps) -> dict:
 
 
 def reconstruct_start(inputs: RunInputs, reader: ImageReader,
-                      should_abort: Callable[[], bool] = lambda: False) -> IterationState:
+                      should_abort: Callable[[], bool] = lambda: False, *,
+                      executor: ChunkExecutor = IN_PROCESS) -> IterationState:
     """Iteration 0: the half maps at the imported poses, and their FSC."""
     ps = inputs.particles
     sums = []
     for half in HALVES:
         index = np.flatnonzero(ps.half_set == half)
-        progress = Progress(len(index), f"iteration 0, half {half}: reconstruct",
-                            interval_s=PROGRESS_EVERY_S)
-        sums.append(_half_sums(inputs, None, ParticleImages(ps, reader), index, progress,
+        label = f"iteration 0, half {half}"
+        progress = Progress(len(index), f"{label}: reconstruct", interval_s=PROGRESS_EVERY_S)
+        work = HalfWork(None, inputs.box, PAD, label)
+        sums.append(_half_sums(inputs, executor, work, ps, index, reader, progress,
                                should_abort))
         progress.finish()
     maps = _maps(inputs, sums)
@@ -90,33 +92,30 @@ def reconstruct_start(inputs: RunInputs, reader: ImageReader,
                           {"iteration": 0, **map_figures(inputs, maps)})
 
 
-def _half_sums(inputs: RunInputs, aligner: ParticleAligner | None, images: ParticleImages,
-               index: np.ndarray, progress: Progress, should_abort: Callable[[], bool],
-               poses_out: list | None = None) -> FourierSums:
-    """One half's sums over its particles ``index`` in chunks (aligned first with an aligner),
-    summed over the run's point group."""
-    sums = FourierSums.zeros(inputs.box, PAD)
+def _half_sums(inputs: RunInputs, executor: ChunkExecutor, work: HalfWork, ps: ParticleSet,
+               index: np.ndarray, reader: ImageReader, progress: Progress,
+               should_abort: Callable[[], bool], poses_out: list | None = None) -> FourierSums:
+    """One half's sums over its particles ``index`` of ``ps`` in chunks (aligned first when
+    ``work`` has an aligner), wherever ``executor`` runs them; summed over the run's point
+    group."""
     original = inputs.particles
-    for lo in range(0, len(index), inputs.options.chunk):
-        part = index[lo:lo + inputs.options.chunk]
-        # The prior describes the input poses' accuracy, so it stays on them: centred
-        # on the last iteration's poses it let them drift (2.38 -> 2.53 deg measured).
-        prior = (original.rotation[part], original.shift_A[part])
-        poses = refine_chunk(aligner, images, part, sums, prior_poses=prior, progress=progress,
-                             should_abort=should_abort)
-        if poses_out is not None:
-            poses_out.append((part, poses))
-    return symmetrize_sums(sums, symmetry_operators(inputs.recon_sym))
+    # The prior describes the input poses' accuracy, so it stays on them: centred
+    # on the last iteration's poses it let them drift (2.38 -> 2.53 deg measured).
+    plan = ChunkPlan(ps, index, inputs.options.chunk, original.rotation, original.shift_A)
+    result = executor.run_half(work, plan, reader, progress, should_abort)
+    if poses_out is not None:
+        poses_out.extend(result.poses)
+    return symmetrize_sums(result.sums, symmetry_operators(inputs.recon_sym))
 
 
 def refine_iteration(inputs: RunInputs, previous: IterationState, it: int, res_A: float,
-                     reader: ImageReader, should_abort: Callable[[], bool] = lambda: False
+                     reader: ImageReader, should_abort: Callable[[], bool] = lambda: False, *,
+                     executor: ChunkExecutor = IN_PROCESS
                      ) -> tuple[IterationState, dict[int, GMM]]:
     """Iteration ``it`` from the previous one's poses and maps: new poses, maps, FSC, figures,
-    and the GMM each half was aligned against."""
+    and the GMM each half was aligned against. ``executor`` runs the chunks."""
     opts, t0 = inputs.options, time.monotonic()
     ps = inputs.particles.with_poses(previous.rotation, previous.shift_A)
-    images = ParticleImages(ps, reader)
     rotation, shift = ps.rotation.copy(), ps.shift_A.copy()
     score0, score1 = np.zeros(len(ps)), np.zeros(len(ps))
     summary = {"iteration": it, "target_resolution_A": res_A, "halves": {}}
@@ -126,12 +125,13 @@ def refine_iteration(inputs: RunInputs, previous: IterationState, it: int, res_A
         gmm, info = half_gmm(inputs, source, res_A, opts.seed * 1000 + it * 10 + half, half)
         log.info(f"iteration {it}, half {half}: GMM of {info['n_gauss']} Gaussians at "
                  f"{res_A:.2f} A (fit residual {info['fit_residual']:.3g})")
-        aligner = ParticleAligner(gmm, inputs.box, inputs.apix, res_A, opts.alignment(),
-                                  inputs.pivot_A)
-        progress = Progress(len(index), f"iteration {it}, half {half}: align",
-                            interval_s=PROGRESS_EVERY_S)
+        label = f"iteration {it}, half {half}"
+        work = HalfWork(AlignerSpec(gmm, inputs.box, inputs.apix, res_A, opts.alignment(),
+                                    inputs.pivot_A), inputs.box, PAD, label)
+        progress = Progress(len(index), f"{label}: align", interval_s=PROGRESS_EVERY_S)
         chunks: list = []
-        sums.append(_half_sums(inputs, aligner, images, index, progress, should_abort, chunks))
+        sums.append(_half_sums(inputs, executor, work, ps, index, reader, progress,
+                               should_abort, chunks))
         rate = len(index) / max(progress.finish(), 1e-9)
         for part, poses in chunks:
             rotation[part], shift[part] = poses.rotation, poses.shift_A

@@ -26,6 +26,7 @@ from ..data.symmetry_groups import EXPECTED as POINT_GROUPS
 from ..data.symmetry_groups import symmetry_operators
 from ..errors import InputError
 from ..gmm.focus import OUTSIDE_MODES
+from . import cluster_spec
 from .ownership import RunIdentity
 
 # kind -> (what a value is, in an error line; its name in command-line help)
@@ -252,6 +253,40 @@ class RefineOptions:
         none_means="as the host does (RELION: the project directory)", metavar="DIR")
     seed: int = _option(
         0, "seed", int, "random seed (k-means seeding, model randomisation)", at_least=0)
+    # --- where the chunks run (docs/scale.md); none of these changes a result ---------------
+    cluster: str | None = _option(
+        None, "cluster", str, "run the particle chunks on a Dask cluster: local:N worker "
+        "processes on this machine (local alone: one per core), slurm:N or pbs:N batch jobs "
+        "through dask-jobqueue; workers read the stacks from shared storage",
+        none="none", none_means="in this process", metavar="KIND[:N]")
+    scheduler: str | None = _option(
+        None, "scheduler", str, "address of a running Dask scheduler to send the chunks to, "
+        "e.g. tcp://node1:8786 (its workers must see the stacks at the same paths)",
+        none="none", none_means="no existing cluster", metavar="ADDRESS")
+    queue: str | None = _option(
+        None, "queue", str, "batch queue (SLURM partition) of the worker jobs (slurm, pbs)",
+        none="auto", none_means="the cluster-config file's, else the batch system's default",
+        metavar="NAME")
+    worker_cores: int | None = _option(
+        None, "worker-cores", int, "CPU cores per worker: its TensorFlow and OpenMP threads, "
+        "and what a worker job asks for", at_least=1, none="auto",
+        none_means="local: this machine's cores shared out; slurm, pbs: the cluster-config "
+        "file's, else 4")
+    worker_memory: str | None = _option(
+        None, "worker-memory", str, "memory per worker, e.g. 16GB: a chunk's spectra and one "
+        "half's Fourier sums (12 x (2 box)^3 bytes) must fit", none="auto",
+        none_means="local: this machine's memory shared out; slurm, pbs: the cluster-config "
+        "file's, else 16GB", metavar="AMOUNT")
+    worker_gpus: int = _option(
+        0, "worker-gpus", int, "GPUs per worker job (slurm, pbs; a worker uses one)", at_least=0)
+    walltime: str | None = _option(
+        None, "walltime", str, "wall-clock limit of each worker job (slurm, pbs)", none="auto",
+        none_means="the cluster-config file's, else 12:00:00", metavar="HH:MM:SS")
+    cluster_config: str | None = _option(
+        None, "cluster-config", str, "YAML file of Dask settings as dask-jobqueue reads them "
+        "(jobqueue: slurm: interface, account, job-extra-directives ...); the options above "
+        "override it", none="none", none_means="Dask's own configuration files",
+        metavar="FILE")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -273,6 +308,7 @@ class RefineOptions:
             symmetry_operators(self.sym)
         except InputError:
             raise InputError(f"--sym {self.sym}: expected {POINT_GROUPS}") from None
+        cluster_spec.check_execution(self)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -284,8 +320,10 @@ class RefineOptions:
 
 
 # Options that may change between a run and its resumption: more iterations,
-# and how work is batched, change no finished result.
-RESUMABLE = frozenset({"iterations", "batch", "chunk", "root"})
+# how work is batched, and where it runs change no finished result.
+RESUMABLE = frozenset({"iterations", "batch", "chunk", "root", "cluster", "scheduler", "queue",
+                       "worker_cores", "worker_memory", "worker_gpus", "walltime",
+                       "cluster_config"})
 INPUT_FILE_OPTIONS = ("mask", "reference", "model")
 
 

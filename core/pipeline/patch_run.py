@@ -40,6 +40,7 @@ from ..io.particles import read_particles
 from ..reconstruct.fsc import fsc_curve, masked_fsc_corrected, resolution_at
 from ..report.plots import plot_fsc
 from ..report.slices import plot_run_comparison
+from .executor import IN_PROCESS, ChunkExecutor
 from .options import RefineOptions, RefineResult, run_identity
 from .ownership import claimed
 from .refinement import refine_single
@@ -93,9 +94,9 @@ def _write_table(path: Path, patches: list[Patch], before: list[float], after: l
 
 class _PatchRefinement:
     def __init__(self, particles: Path, out_dir: Path, options: RefineOptions,
-                 should_abort: Callable[[], bool]):
+                 should_abort: Callable[[], bool], executor: ChunkExecutor = IN_PROCESS):
         self.particles, self.out, self.options = particles, out_dir, options
-        self.should_abort = should_abort
+        self.should_abort, self.executor = should_abort, executor
         ps = read_particles(particles, root=options.root)
         self.root = str(ps.root)
         self.box, self.apix = ps.common_box_apix()
@@ -103,7 +104,8 @@ class _PatchRefinement:
                        else read_mask(options.mask, self.box, self.apix))
 
     def _refine(self, particles: Path, out: Path, options: RefineOptions) -> RefineResult:
-        return refine_single(particles, out, options, should_abort=self.should_abort)
+        return refine_single(particles, out, options, should_abort=self.should_abort,
+                             executor=self.executor)
 
     def run(self) -> RefineResult:
         # The patch run owns the top directory; each stage owns its own below it.
@@ -193,10 +195,13 @@ def _single_run(options: RefineOptions, **changes) -> RefineOptions:
 
 
 def run_patch_refinement(particles: Path, out_dir: Path, options: RefineOptions, *,
-                         should_abort: Callable[[], bool] = lambda: False) -> RefineResult:
+                         should_abort: Callable[[], bool] = lambda: False,
+                         executor: ChunkExecutor = IN_PROCESS) -> RefineResult:
     """Global refinement, ``options.patches`` focused patch runs, and their composite map.
 
     Returns a RefineResult whose maps and FSC are the composite's and whose
-    particle files are the global run's (each patch's are in DIR/patch_NN/).
+    particle files are the global run's (each patch's are in DIR/patch_NN/). ``executor``
+    runs every stage's particle chunks.
     """
-    return _PatchRefinement(Path(particles), Path(out_dir), options, should_abort).run()
+    return _PatchRefinement(Path(particles), Path(out_dir), options, should_abort,
+                            executor).run()

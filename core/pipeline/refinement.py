@@ -23,6 +23,7 @@ from ..reconstruct.symmetry import symmetrize_maps
 from ..report import log as report_log
 from ..report.plots import plot_fsc, plot_pose_changes
 from . import iteration
+from .executor import IN_PROCESS, ChunkExecutor
 from .inputs import RunInputs, read_inputs
 from .options import RefineOptions, RefineResult, run_identity
 from .ownership import claimed
@@ -48,13 +49,16 @@ class _Refinement:
     """One run: its inputs (read and checked before anything is written), its directory,
     and the loop."""
 
-    def __init__(self, inputs: RunInputs, run: RunDirectory, should_abort: Callable[[], bool]):
-        self.inputs, self.run, self.should_abort = inputs, run, should_abort
+    def __init__(self, inputs: RunInputs, run: RunDirectory, should_abort: Callable[[], bool],
+                 executor: ChunkExecutor):
+        self.inputs, self.run = inputs, run
+        self.should_abort, self.executor = should_abort, executor
 
     def run_all(self) -> RefineResult:
         inputs, run = self.inputs, self.run
         opts, ps = inputs.options, inputs.particles
         states: list[IterationState] = []
+        log.info(f"particle chunks run {self.executor.description}")
         with StackReader(ps.root, source=ps.source) as reader:
             state = self._start(reader)
             states.append(state)
@@ -73,7 +77,8 @@ class _Refinement:
             state = run.load_iteration(0)
         else:
             log.info("iteration 0: reconstructing the half maps at the imported poses")
-            state = iteration.reconstruct_start(self.inputs, reader, self.should_abort)
+            state = iteration.reconstruct_start(self.inputs, reader, self.should_abort,
+                                                executor=self.executor)
             run.save_iteration(0, state, self.inputs.apix)
         log.info(f"start: {state.summary['resolution_A']:.2f} A (FSC 0.143)")
         return state
@@ -86,7 +91,7 @@ class _Refinement:
             log.info(f"iteration {it}: already done ({state.summary['resolution_A']:.2f} A)")
             return state
         state, gmms = iteration.refine_iteration(inputs, previous, it, res_A, reader,
-                                                  self.should_abort)
+                                                  self.should_abort, executor=self.executor)
         for half, gmm in gmms.items():
             run.save_gmm(it, half, gmm, inputs.box, inputs.apix)
         plot_pose_changes(run.iteration_dir(it) / POSE_CHANGES_PNG,
@@ -157,8 +162,10 @@ class _Refinement:
 
 
 def refine_single(particles: Path, out_dir: Path, options: RefineOptions, *,
-                  should_abort: Callable[[], bool] = lambda: False) -> RefineResult:
+                  should_abort: Callable[[], bool] = lambda: False,
+                  executor: ChunkExecutor = IN_PROCESS) -> RefineResult:
     """One gold-standard run (no patches) of PARTICLES into ``out_dir``; resumes a stopped run.
+    ``executor`` runs the particle chunks (gmmrefine.pipeline.executor).
 
     The run owns ``out_dir`` while it works (pipeline.ownership: a lock, and
     a record of its inputs and options written before anything else). Its
@@ -174,4 +181,4 @@ def refine_single(particles: Path, out_dir: Path, options: RefineOptions, *,
             early.replay(file_log)
             record["n_particles"] = len(inputs.particles)
             run = RunDirectory(out_dir, record)
-            return _Refinement(inputs, run, should_abort).run_all()
+            return _Refinement(inputs, run, should_abort, executor).run_all()

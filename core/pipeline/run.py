@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..report import log as report_log
+from .executor import open_executor
 from .options import RefineOptions, RefineResult
 from .patch_run import run_patch_refinement
 from .refinement import check_options, refine_single
@@ -22,7 +23,9 @@ def run_refinement(particles: Path, out_dir: Path, options: RefineOptions, *,
                    should_abort: Callable[[], bool] = lambda: False) -> RefineResult:
     """Refine the poses of PARTICLES (STAR or .cs) into ``out_dir``; resumes a stopped run.
 
-    Global refinement, or with ``options.patches`` a patch-by-patch run.
+    Global refinement, or with ``options.patches`` a patch-by-patch run; the
+    particle chunks run in this process, or with ``options.cluster`` /
+    ``options.scheduler`` on a Dask cluster started (or joined) for the run.
     Every line the run logs goes to its run.log with times and, when given,
     to ``log`` too (hosts may instead attach their own handler through
     gmmrefine.report.log). Raises InputError (one line) on bad input before
@@ -30,10 +33,13 @@ def run_refinement(particles: Path, out_dir: Path, options: RefineOptions, *,
     (polled between batches).
     """
     check_options(options)
-    with contextlib.nullcontext() if log is None else report_log.lines_to(log):
+    with contextlib.nullcontext() if log is None else report_log.lines_to(log), \
+            open_executor(options) as executor:
         if options.patches is not None:
-            return run_patch_refinement(particles, out_dir, options, should_abort=should_abort)
-        return refine_single(particles, out_dir, options, should_abort=should_abort)
+            return run_patch_refinement(particles, out_dir, options, should_abort=should_abort,
+                                        executor=executor)
+        return refine_single(particles, out_dir, options, should_abort=should_abort,
+                             executor=executor)
 
 
 __all__ = ["run_refinement", "RefineOptions", "RefineResult"]
