@@ -25,7 +25,7 @@ def test_patch_run_writes_every_patch_and_a_composite_of_each_halfs_own_maps(foc
                                           log=lambda s: None)
     for name in ("global/particles.star", "patch_01/particles.star", "patch_02/particles.cs",
                  "patch_01/mask.mrc", "patch_02/mask.mrc", "half1.mrc", "half2.mrc", "map.mrc",
-                 "fsc.csv", "fsc.png", "patches.csv", "comparison.png", "run.json"):
+                 "fsc.csv", "fsc.png", "patches.csv", "comparison.png", "slices.png", "run.json"):
         assert (out / name).is_file(), name
     table = pd.read_csv(out / "patches.csv")
     assert list(table["patch"]) == [1, 2]
