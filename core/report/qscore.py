@@ -27,8 +27,10 @@ def _chain_order(residues: Residues) -> list[str]:
 
 
 def _with_gaps(number: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Insert NaN where the numbering jumps, so a line is not drawn across missing residues."""
-    jumps = np.flatnonzero(np.diff(number) > 1) + 1
+    """Insert NaN where the numbering jumps (forward past a gap, or back, as ligands and
+    waters numbered apart do), so no line is drawn across missing residues."""
+    step = np.diff(number)
+    jumps = np.flatnonzero((step > 1) | (step < 0)) + 1
     return (np.insert(number.astype(float), jumps, np.nan),
             np.insert(values.astype(float), jumps, np.nan))
 
