@@ -9,7 +9,13 @@ from helpers_runs import resolution_of
 
 
 @pytest.mark.slow
-def test_demo_simulates_refines_and_compares_with_the_truth(tmp_path):
+def test_demo_simulates_refines_and_compares_with_the_truth(tmp_path, monkeypatch):
+    import gmmrefine.report.plots as plots
+    from gmmrefine.io.tables import read_fsc_csv
+
+    drawn, real_plot = {}, plots.plot_fsc
+    monkeypatch.setattr(plots, "plot_fsc", lambda path, curves, *args, **kwargs: (
+        drawn.__setitem__(str(path), curves), real_plot(path, curves, *args, **kwargs)))
     out = tmp_path / "demo"
     result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--n", "300", "--box", "32",
                                       "--apix", "3.2", "--snr", "1.0", "--iter", "1"])
@@ -28,3 +34,8 @@ def test_demo_simulates_refines_and_compares_with_the_truth(tmp_path):
     assert start == pytest.approx(resolution_of(out / "refine" / "iter_000"), abs=0.006)
     assert refined == pytest.approx(resolution_of(out / "refine"), abs=0.006)
     assert "median error to the true poses" in result.output
+    # Its own FSC plot carries the true poses' curve; its pose errors meet the bound.
+    curves = drawn[str(out / "fsc.png")]
+    assert list(curves) == ["start poses", "refined poses", "true poses"]
+    assert (curves["true poses"] == read_fsc_csv(out / "truth_reconstruction" / "fsc.csv")).all()
+    assert (out / "pose_errors.png").is_file() and (out / "refine" / "slices.png").is_file()

@@ -24,8 +24,9 @@ def test_patch_run_writes_every_patch_and_a_composite_of_each_halfs_own_maps(foc
     result = refine_module.run_refinement(focus_set / "particles.star", out, opts,
                                           log=lambda s: None)
     for name in ("global/particles.star", "patch_01/particles.star", "patch_02/particles.cs",
-                 "patch_masks/patch_01.mrc", "patch_masks/patch_02.mrc", "half1.mrc", "half2.mrc", "map.mrc",
-                 "fsc.csv", "fsc.png", "patches.csv", "comparison.png", "run.json"):
+                 "patch_masks/patch_01.mrc", "patch_masks/patch_02.mrc", "half1.mrc",
+                 "half2.mrc", "map.mrc", "fsc.csv", "fsc.png", "patches.csv", "comparison.png",
+                 "slices.png", "run.json"):
         assert (out / name).is_file(), name
     table = pd.read_csv(out / "patches.csv")
     assert list(table["patch"]) == [1, 2]

@@ -158,3 +158,10 @@ def test_model_seeds_one_gaussian_per_atom_in_each_half(refine_set, tmp_path):
     # Each half randomises the atoms on its own, at the resolution's scale.
     spread = np.std(half1.centres_A - half2.centres_A)
     assert 0.5 < spread < 8.0
+    # Every run shows its start and final maps; with a model, the model's Q-scores in both.
+    from gmmrefine.io.qscore_table import read_qscore_csv
+
+    assert (out / "slices.png").is_file() and (out / "qscore.png").is_file()
+    table = read_qscore_csv(out / "qscore.csv")
+    assert list(table.columns[-2:]) == ["q_start", "q_final"] and table.atoms.sum() == len(atoms)
+    assert "Q-score of the model: start" in (out / "run.log").read_text()

@@ -151,3 +151,18 @@ def test_simulate_refuses_bad_symmetry_settings(tmp_path):
         simulate_dataset(tmp_path, n=4, box=32, apix=4.0, sym="C3", flexible=True)
     with pytest.raises(InputError, match="assembly reaches"):
         simulate_dataset(tmp_path, n=4, box=32, apix=2.0, sym="C3", crb_sample=0)
+
+
+@pytest.mark.slow
+def test_truth_json_keeps_each_sampled_particles_bound(tmp_path):
+    summary = simulate_dataset(tmp_path, n=12, box=32, apix=4.0, snr=0.5, crb_sample=5)
+    per_particle = json.loads((tmp_path / "truth.json").read_text())["cramer_rao"]["per_particle"]
+    rows = np.array(per_particle["row"])
+    assert len(rows) == len(set(rows)) == 5 and rows.min() >= 0 and rows.max() < 12
+    rotation, shift = (np.array(per_particle[k]) for k in ("rotation_bound_deg",
+                                                           "shift_bound_px"))
+    assert np.all(rotation > 0) and np.all(shift > 0)
+    # The summary is made of these very numbers.
+    crb = summary["cramer_rao"]
+    assert crb["rotation_bound_deg_median"] == np.median(rotation)
+    assert crb["shift_bound_px_p90"] == np.percentile(shift, 90)

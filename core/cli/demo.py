@@ -10,16 +10,19 @@ import numpy as np
 
 from . import reconstruct, refine, simulate
 
+FSC_PNG = "fsc.png"
+POSE_ERRORS_PNG = "pose_errors.png"
 
-def _median_errors(path: Path, truth) -> tuple[float, float]:
+
+def _pose_errors(path: Path, truth) -> tuple[np.ndarray, np.ndarray]:
+    """Each particle's angle (deg) and shift (px) error to its true pose, by row."""
     from ..data.rotations import angle_between_deg
     from ..io.particles import read_particles
 
     ps = read_particles(path)
     apix = ps.common_box_apix()[1]
-    angle = np.median(angle_between_deg(ps.rotation, truth.rotation))
-    shift = np.median(np.linalg.norm(ps.shift_A - truth.shift_A, axis=1)) / apix
-    return float(angle), float(shift)
+    return (angle_between_deg(ps.rotation, truth.rotation),
+            np.linalg.norm(ps.shift_A - truth.shift_A, axis=1) / apix)
 
 
 @click.command()
@@ -54,25 +57,54 @@ def main(ctx: click.Context, out_dir: Path, n: int, box: int, apix: float, snr: 
     record = json.loads((run / "run.json").read_text())
     true_res = _last_resolution(truth_dir)
     bound = json.loads((data / "truth.json").read_text()).get("cramer_rao") or {}
-    start_err = _median_errors(data / "particles.star", truth)
-    end_err = _median_errors(run / "particles.star", truth)
+    start_err = _pose_errors(data / "particles.star", truth)
+    end_err = _pose_errors(run / "particles.star", truth)
+    _plot_fsc(out_dir, run, truth_dir)
+    if bound:
+        _plot_against_bound(out_dir / POSE_ERRORS_PNG, bound["per_particle"], start_err, end_err)
     click.echo("== summary")
     click.echo(f"gold-standard resolution: start {record['start_resolution_A']:.2f} A, refined "
                f"{record['resolution_A']:.2f} A, true poses {true_res:.2f} A")
-    click.echo(f"median error to the true poses: start {start_err[0]:.2f} deg / {start_err[1]:.2f} px, "
-               f"refined {end_err[0]:.2f} deg / {end_err[1]:.2f} px"
+    click.echo(f"median error to the true poses: start {np.median(start_err[0]):.2f} deg / "
+               f"{np.median(start_err[1]):.2f} px, refined {np.median(end_err[0]):.2f} deg / "
+               f"{np.median(end_err[1]):.2f} px"
                + (f" (Cramer-Rao bound {bound['rotation_bound_deg_median']:.2f} deg / "
                   f"{bound['shift_bound_px_median']:.2f} px)" if bound else ""))
-    click.echo(f"look at {run / 'fsc.png'} and {run / 'pose_changes.png'}; refined particles: "
-               f"{run / 'particles.star'} and {run / 'particles.cs'}")
+    click.echo(f"look at {out_dir / FSC_PNG} (start, refined and true poses)"
+               + (f", {out_dir / POSE_ERRORS_PNG} (errors against the bound)" if bound else "")
+               + f" and {run / 'slices.png'}; refined particles: {run / 'particles.star'} and "
+               f"{run / 'particles.cs'}")
+
+
+def _plot_fsc(out_dir: Path, run: Path, truth_dir: Path) -> None:
+    """The FSC at the start poses, the refined poses and the true poses, on one plot."""
+    from ..io.mrc import read_map
+    from ..io.tables import read_fsc_csv
+    from ..pipeline.run_directory import FSC_CSV, RunLayout
+    from ..report.plots import plot_fsc
+
+    volume, apix = read_map(run / "map.mrc")
+    curves = {"start poses": read_fsc_csv(RunLayout(run).iteration_dir(0) / FSC_CSV),
+              "refined poses": read_fsc_csv(run / FSC_CSV),
+              "true poses": read_fsc_csv(truth_dir / FSC_CSV)}
+    plot_fsc(out_dir / FSC_PNG, curves, volume.shape[0], apix)
+
+
+def _plot_against_bound(path: Path, per_particle: dict, start_err, end_err) -> None:
+    """Errors of the particles the simulator bounded, before and after, against their bounds."""
+    from ..report.pose_errors import plot_pose_errors_against_bound
+
+    rows = np.asarray(per_particle["row"], int)
+    plot_pose_errors_against_bound(
+        path, (per_particle["rotation_bound_deg"], start_err[0][rows], end_err[0][rows]),
+        (per_particle["shift_bound_px"], start_err[1][rows], end_err[1][rows]),
+        title=f"{len(rows)} particles: pose error against the Cramer-Rao bound")
 
 
 def _last_resolution(directory: Path) -> float:
-    import pandas as pd
-
     from ..io.mrc import read_map
+    from ..io.tables import read_fsc_csv
     from ..reconstruct.fsc import resolution_at
 
-    table = pd.read_csv(directory / "fsc.csv")
     volume, apix = read_map(directory / "map.mrc")
-    return resolution_at(table["fsc"].to_numpy(float), volume.shape[0], apix)
+    return resolution_at(read_fsc_csv(directory / "fsc.csv"), volume.shape[0], apix)

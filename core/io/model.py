@@ -120,6 +120,42 @@ def read_atomic_model(path: str | os.PathLike) -> AtomicModel:
     )
 
 
+@dataclass(frozen=True)
+class Residues:
+    """The residues of an :class:`AtomicModel` in file order, and each atom's residue.
+
+    chain      (R,)  object   author chain name
+    number     (R,)  int64    author residue number
+    ins_code   (R,)  object   insertion code, "" when none
+    name       (R,)  object   residue (component) name
+    of_atom    (N,)  int64    row of each atom's residue
+    """
+
+    chain: np.ndarray
+    number: np.ndarray
+    ins_code: np.ndarray
+    name: np.ndarray
+    of_atom: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.number)
+
+    def atom_counts(self) -> np.ndarray:
+        """(R,) number of atoms of each residue."""
+        return np.bincount(self.of_atom, minlength=len(self))
+
+
+def residues_of(model: AtomicModel) -> Residues:
+    """Group a model's atoms by residue: chain, number and insertion code, as PDB and mmCIF
+    authors number them (the first atom of a residue gives its name)."""
+    row_of: dict[tuple, int] = {}
+    of_atom = np.array([row_of.setdefault(key, len(row_of)) for key in
+                        zip(model.chain, model.res_seq.tolist(), model.ins_code)], np.int64)
+    first = np.unique(of_atom, return_index=True)[1]
+    return Residues(chain=model.chain[first], number=model.res_seq[first],
+                    ins_code=model.ins_code[first], name=model.res_name[first], of_atom=of_atom)
+
+
 def map_centre_A(box: int, apix: float) -> float:
     """Where a gmmrefine map's centre voxel (B // 2) sits in a viewer, in Angstrom per axis.
 

@@ -18,7 +18,7 @@ from ..data.symmetry_groups import symmetry_order
 from ..errors import InputError
 from ..gmm.focus import mask_centroid_A
 from ..io.expand import expand_particles
-from ..io.model import model_to_engine_frame, read_atomic_model
+from ..io.model import AtomicModel, model_to_engine_frame, read_atomic_model
 from ..io.mrc import read_map, read_mask
 from ..io.particles import read_particles, require_poses
 from .options import RefineOptions
@@ -38,6 +38,7 @@ class RunInputs:
                  about it, or None
     reference    map for the first iteration's GMMs, or None
     model        (coordinates in the engine's frame, per-atom weights), or None
+    atomic_model the model as read (residues, atoms), for reports such as its Q-scores
     """
 
     source: Path
@@ -51,6 +52,7 @@ class RunInputs:
     pivot_A: np.ndarray | None
     reference: np.ndarray | None
     model: tuple[np.ndarray, np.ndarray] | None
+    atomic_model: AtomicModel | None = None
 
 
 def read_inputs(particles: Path, options: RefineOptions) -> RunInputs:
@@ -76,11 +78,12 @@ def read_inputs(particles: Path, options: RefineOptions) -> RunInputs:
     # A focused alignment turns the region about its own centre: about the box centre,
     # a domain's turn is also a slide, which the shift prior holds back.
     pivot = None if mask is None else mask_centroid_A(mask, apix)
+    atoms, coords = (None, None) if options.model is None else read_model(options.model, box,
+                                                                           apix)
     return RunInputs(particles, ps, box, apix, options, expanded,
                      "C1" if expanded else options.sym, mask, pivot,
                      _read_reference(options.reference, box, apix),
-                     None if options.model is None else model_coordinates(options.model, box,
-                                                                          apix))
+                     None if atoms is None else (coords, atoms.weight), atoms)
 
 
 def _read_reference(path: str | None, box: int, apix: float) -> np.ndarray | None:
@@ -93,18 +96,20 @@ def _read_reference(path: str | None, box: int, apix: float) -> np.ndarray | Non
     return reference
 
 
-def model_coordinates(path: str, box: int, apix: float) -> tuple[np.ndarray, np.ndarray]:
-    """Heavy atoms of a PDB or mmCIF model in the engine's frame, and their weights.
+def read_model(path: str, box: int, apix: float, *, box_name: str = "the particles' box",
+               overlays: str = "a map of these particles") -> tuple[AtomicModel, np.ndarray]:
+    """A PDB or mmCIF model as read, and its heavy atoms' coordinates in the engine's frame.
 
-    The model is taken to overlay a map of these particles (MRC origin 0, as
+    The model is taken to overlay ``overlays`` (MRC origin 0, as
     fitted in ChimeraX); io/model.py holds that rule and what is read. A model
-    mostly outside the box was fitted in another frame: it would seed nothing.
+    mostly outside the box was fitted in another frame: it would seed nothing,
+    and score nothing.
     """
     model = read_atomic_model(path)
     coords = model_to_engine_frame(model.coords_A, box, apix)
     outside = int(np.sum(np.abs(coords).max(axis=1) > box * apix / 2))
     if outside > len(coords) / 2:
-        raise InputError(f"{path}: {outside} of {len(coords)} atoms lie outside the "
-                         f"particles' box ({box} px at {apix:.4g} A/px); expected a model that "
-                         "overlays a map of these particles (MRC origin 0)")
-    return coords, model.weight
+        raise InputError(f"{path}: {outside} of {len(coords)} atoms lie outside "
+                         f"{box_name} ({box} px at {apix:.4g} A/px); expected a model that "
+                         f"overlays {overlays} (MRC origin 0)")
+    return model, coords

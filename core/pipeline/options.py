@@ -340,12 +340,15 @@ def run_identity(particles: Path, options: "RefineOptions",
                        spelling={name: option.flag for name, option, _ in fields})
 
 
-def option_fields() -> list[tuple[str, Option, object]]:
+def option_fields(options_class: type | None = None) -> list[tuple[str, Option, object]]:
     """Every RefineOptions field as (field name, its :class:`Option`, its default), in order.
 
-    The front ends make their flags, labels and help from this list.
+    The front ends make their flags, labels and help from this list. Another
+    command's options declared the same way (fields made by ``_option``, e.g.
+    pipeline.qscore.QscoreOptions) are listed by passing their class.
     """
-    return [(f.name, f.metadata["option"], f.default) for f in dataclasses.fields(RefineOptions)]
+    return [(f.name, f.metadata["option"], f.default)
+            for f in dataclasses.fields(options_class or RefineOptions)]
 
 
 @dataclass

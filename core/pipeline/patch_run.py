@@ -11,6 +11,8 @@ DIR/half1.mrc, half2.mrc, map.mrc, fsc.csv, fsc.png
 DIR/patches.csv     per patch: centre, radius, Gaussians, resolution within
                     its mask before (global poses) and after its focused run
 DIR/comparison.png  that table as bars, and the start and final maps
+DIR/slices.png      the start and composite maps' central slices (and with a
+                    model, DIR/qscore.csv and qscore.png: its Q-scores in both)
 DIR/run.json        options, patches and figures
 
 Every step resumes: the global and patch runs are run directories of their
@@ -41,6 +43,7 @@ from ..reconstruct.fsc import fsc_curve, masked_fsc_corrected, resolution_at
 from ..report.plots import plot_fsc
 from ..report.slices import plot_run_comparison
 from .executor import IN_PROCESS, ChunkExecutor
+from .inputs import read_model
 from .options import RefineOptions, RefineResult, run_identity
 from .ownership import claimed
 from .refinement import refine_single
@@ -53,6 +56,7 @@ from .run_directory import (
     run_files,
     write_maps,
 )
+from .run_figures import write_run_figures
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +164,10 @@ class _PatchRefinement:
         _write_table(self.out / PATCHES_CSV, patches, before, after)
         res = resolution_at(fsc, self.box, self.apix)
         self._comparison(glob, patches, masks, before, after, lowpass(full, self.apix, res))
+        model = (None if self.options.model is None
+                 else read_model(self.options.model, self.box, self.apix))
+        write_run_figures(self.out, self.apix, (RunLayout(glob.out_dir).iteration_map(0),
+                                                glob.start_resolution_A), (full, res), model)
         record = {**record, "global_resolution_A": glob.resolution_A,
                   "composite_resolution_A": res,
                   "composite_masked_resolution_A": resolution_at(masked.corrected, self.box,

@@ -36,6 +36,7 @@ from .run_directory import (
     RunDirectory,
     write_maps,
 )
+from .run_figures import write_run_figures
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,9 @@ class _Refinement:
         summaries = [s.summary for s in states]
         resolutions = [s["resolution_A"] for s in summaries]
         final_res = resolution_at(maps.fsc, box, apix, 0.143)
+        write_run_figures(out, apix, (states[0].maps.full, resolutions[0]), (maps.full, final_res),
+                          None if inputs.atomic_model is None
+                          else (inputs.atomic_model, inputs.model[0]))
         extra = {"start_resolution_A": resolutions[0], "resolution_A": final_res}
         if inputs.expanded:
             extra["expanded_c1_resolution_A"] = resolutions[-1]

@@ -1,4 +1,4 @@
-"""Figures of local resolution and of a patch-by-patch run: central slices, colour overlays, bars.
+"""Central slices of maps: start and final side by side, local resolution, a patch-by-patch run.
 
 Slices are the three central orthogonal planes of a [z, y, x] map, each
 drawn as a person looks at a map: xy seen down z, xz and yz with z up.
@@ -182,17 +182,62 @@ def plot_run_comparison(path_png: str | os.PathLike, patch_table: Sequence[Mappi
     FigureCanvasAgg(figure)
     grid = figure.add_gridspec(3, 3, height_ratios=(1.0, 1.15, 1.15))
     _draw_patch_bars(figure.add_subplot(grid[0, :]), rows, colours)
-    grey_lo, grey_hi = _grey_limits(initial_map, final_map)
-    for r, (label, volume) in enumerate((("initial", initial_map), ("final", final_map)), start=1):
+    _draw_slice_rows(figure, grid, 1, {"initial": initial_map, "final": final_map}, apix,
+                     [(m, colours[name]) for name, m in patch_masks])
+    if title:
+        figure.suptitle(title, fontsize=12)
+    figure.tight_layout()
+    with atomic_path(path_png) as tmp:
+        figure.savefig(tmp, format="png")
+
+
+def _draw_slice_rows(figure, grid, first_row: int, volumes: Mapping[str, np.ndarray], apix: float,
+                     contours: Sequence[tuple[np.ndarray, object]] = ()) -> None:
+    """One row of the three central slices per map, all on one grey scale, with the 0.5
+    contour of each (mask, colour) drawn where it crosses a slice."""
+    grey_lo, grey_hi = _grey_limits(*volumes.values())
+    for r, (label, volume) in enumerate(volumes.items(), start=first_row):
         for c, (plane_label, plane) in enumerate(_PLANES):
             ax = figure.add_subplot(grid[r, c])
-            _, extent = _show_slice(ax, plane(volume), apix, cmap="gray", vmin=grey_lo, vmax=grey_hi)
-            for name, m in patch_masks:
-                section = plane(m)
+            _, extent = _show_slice(ax, plane(volume), apix, cmap="gray", vmin=grey_lo,
+                                    vmax=grey_hi)
+            for mask, colour in contours:
+                section = plane(mask)
                 if section.min() < 0.5 <= section.max():
-                    ax.contour(section, levels=[0.5], colors=[colours[name]], linewidths=1.0,
+                    ax.contour(section, levels=[0.5], colors=[colour], linewidths=1.0,
                                extent=extent, origin="lower")
             ax.set_title(f"{label}: {plane_label}", fontsize=10)
+
+
+def plot_map_slices(path_png: str | os.PathLike, volumes: Mapping[str, np.ndarray], apix: float, *,
+                    title: str = "") -> None:
+    """The three central orthogonal slices of each map, one row per map, one grey scale.
+
+    Parameters
+    ----------
+    path_png : path-like
+        Output PNG, written through a temporary name.
+    volumes : mapping
+        Row label -> (B, B, B) map indexed [z, y, x], in drawing order (e.g.
+        start and final, each low-passed to its own resolution).
+    apix : float
+        Voxel size in Angstrom.
+    title : str
+        Figure title.
+
+    Raises
+    ------
+    ValueError
+        When there is no map, or the maps are not 3D of one shape.
+    """
+    volumes = {label: np.asarray(v, float) for label, v in volumes.items()}
+    shapes = {v.shape for v in volumes.values()}
+    if not volumes or len(shapes) != 1 or len(next(iter(shapes))) != 3:
+        raise ValueError(f"maps of shapes {sorted(shapes)}; expected one or more 3D maps of "
+                         "one box")
+    figure = Figure(figsize=(12, 0.6 + 4.0 * len(volumes)), dpi=100)
+    FigureCanvasAgg(figure)
+    _draw_slice_rows(figure, figure.add_gridspec(len(volumes), 3), 0, volumes, apix)
     if title:
         figure.suptitle(title, fontsize=12)
     figure.tight_layout()

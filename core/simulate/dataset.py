@@ -11,6 +11,7 @@ What is written to ``out_dir`` (docs/simulator.md has the definitions):
 - model.pdb        the atomic model, overlaying truth_map.mrc (with ``sym``:
                    the point-group assembly, RELION's axes, about the box centre)
 - truth.json       every parameter, the SNR, the noise sd, the Cramer-Rao bounds
+                   (summary, and per sampled particle by row of particles.star)
 - flexible sets also: truth_conformation.npy (hinge angle per particle, deg),
   domain_mask.mrc and truth_map_conf<k>.mrc at a few hinge angles.
 
@@ -385,6 +386,9 @@ def _crb(cfg, model, amplitude, sigma, truth, hinge_deg, noise_sd, log) -> dict 
     summary = summarize_bounds(rot, shift)
     # Per-axis rms = the 3D bound / sqrt(3), for comparison with figures quoted per axis.
     summary["rotation_bound_per_axis_deg_median"] = summary["rotation_bound_deg_median"] / np.sqrt(3)
+    # Each sampled particle's own bound, so a refinement's errors can be set against it.
+    summary["per_particle"] = {"row": sample.tolist(), "rotation_bound_deg": rot.tolist(),
+                               "shift_bound_px": shift.tolist()}
     log(f"simulate: Cramer-Rao bound over {len(sample)} particles: median "
         f"{summary['rotation_bound_deg_median']:.2f} deg, {summary['shift_bound_px_median']:.2f} px")
     return summary
