@@ -16,7 +16,7 @@ def _median_errors(path: Path, truth) -> tuple[float, float]:
     from ..io.particles import read_particles
 
     ps = read_particles(path)
-    apix = ps.common_box_apix()[1]
+    apix = ps.output_grid()[1]
     angle = np.median(angle_between_deg(ps.rotation, truth.rotation))
     shift = np.median(np.linalg.norm(ps.shift_A - truth.shift_A, axis=1)) / apix
     return float(angle), float(shift)

@@ -20,11 +20,23 @@ def refine_flags(command):
     Values are parsed by the table (``auto`` / ``none`` included), so a bad
     one stops with the same one-line InputError every front end gives.
     """
-    for name, option, default in reversed(option_fields()):
-        command = click.option(f"--{option.flag}", name, type=option.parse, default=default,
-                               metavar=option.value_name,
-                               help=option.command_line_help(default))(command)
-    return command
+    return table_flags(*[name for name, _, _ in option_fields()])(command)
+
+
+def table_flags(*names: str):
+    """A decorator adding the click options of these RefineOptions fields (another
+    command sharing options with refine declares none of its own)."""
+    fields = {name: (option, default) for name, option, default in option_fields()}
+
+    def decorate(command):
+        for name in reversed(names):
+            option, default = fields[name]
+            command = click.option(f"--{option.flag}", name, type=option.parse, default=default,
+                                   metavar=option.value_name,
+                                   help=option.command_line_help(default))(command)
+        return command
+
+    return decorate
 
 
 @click.command()

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..align.refine_particles import ParticleAligner
 from ..data.images import ParticleImages
-from ..reconstruct.backproject import FourierSums, insert_slices
+from ..reconstruct.backproject import FourierSums, insert_chunk
 
 
 @dataclass(frozen=True)
@@ -39,19 +39,27 @@ def refine_chunk(aligner: ParticleAligner | None, images: ParticleImages, index:
     are), then add them to ``sums`` (in place) at their new poses.
 
     ``prior_poses`` (rotation, shift_A) of these particles centre the prior.
+    Particles on other image grids (merged optics groups) are read, aligned
+    and inserted grid by grid.
     """
     index = np.asarray(index, np.int64).reshape(-1)
-    raw = images.raw_spectra(index)
     ps = images.particles
-    if aligner is None:
-        n = len(index)
-        poses = ChunkPoses(ps.rotation[index], ps.shift_A[index], np.zeros(n), np.zeros(n))
-    else:
-        poses = ChunkPoses(*aligner.align(images, index, prior_poses=prior_poses, raw=raw,
-                                          progress=progress, should_abort=should_abort))
-    spectra, ctf, _ = images.spectra(index, raw=raw, shift_A=poses.shift_A)
-    del raw
-    insert_slices(spectra, ctf, poses.rotation, pad=sums.pad, sums=sums)
+    n = len(index)
+    poses = ChunkPoses(ps.rotation[index].copy(), ps.shift_A[index].copy(), np.zeros(n),
+                       np.zeros(n))
+    for rows in images.by_image_grid(index):
+        part = index[rows]
+        raw = images.raw_spectra(part)
+        if aligner is not None:
+            prior = None if prior_poses is None else (prior_poses[0][rows], prior_poses[1][rows])
+            result = aligner.align(images, part, prior_poses=prior, raw=raw, progress=progress,
+                                   should_abort=should_abort)
+            for total, value in zip((poses.rotation, poses.shift_A, poses.score_start,
+                                     poses.score_end), result):
+                total[rows] = value
+        slices = images.slices(part, raw=raw, shift_A=poses.shift_A[rows])
+        del raw
+        insert_chunk(slices, poses.rotation[rows], sums)
     if aligner is None and progress is not None:
-        progress.update(len(index))
+        progress.update(n)
     return poses

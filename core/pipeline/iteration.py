@@ -81,13 +81,18 @@ def reconstruct_start(inputs: RunInputs, reader: ImageReader,
         index = np.flatnonzero(ps.half_set == half)
         progress = Progress(len(index), f"iteration 0, half {half}: reconstruct",
                             interval_s=PROGRESS_EVERY_S)
-        sums.append(_half_sums(inputs, None, ParticleImages(ps, reader), index, progress,
+        sums.append(_half_sums(inputs, None, _images(inputs, ps, reader), index, progress,
                                should_abort))
         progress.finish()
     maps = _maps(inputs, sums)
     n = len(ps)
     return IterationState(ps.rotation, ps.shift_A, np.zeros(n), np.zeros(n), maps,
                           {"iteration": 0, **map_figures(inputs, maps)})
+
+
+def _images(inputs: RunInputs, ps: ParticleSet, reader: ImageReader) -> ParticleImages:
+    """The particles' images, reconstructed on the run's output grid."""
+    return ParticleImages(ps, reader, box=inputs.box, apix=inputs.apix)
 
 
 def _half_sums(inputs: RunInputs, aligner: ParticleAligner | None, images: ParticleImages,
@@ -116,7 +121,7 @@ def refine_iteration(inputs: RunInputs, previous: IterationState, it: int, res_A
     and the GMM each half was aligned against."""
     opts, t0 = inputs.options, time.monotonic()
     ps = inputs.particles.with_poses(previous.rotation, previous.shift_A)
-    images = ParticleImages(ps, reader)
+    images = _images(inputs, ps, reader)
     rotation, shift = ps.rotation.copy(), ps.shift_A.copy()
     score0, score1 = np.zeros(len(ps)), np.zeros(len(ps))
     summary = {"iteration": it, "target_resolution_A": res_A, "halves": {}}
@@ -126,8 +131,7 @@ def refine_iteration(inputs: RunInputs, previous: IterationState, it: int, res_A
         gmm, info = half_gmm(inputs, source, res_A, opts.seed * 1000 + it * 10 + half, half)
         log.info(f"iteration {it}, half {half}: GMM of {info['n_gauss']} Gaussians at "
                  f"{res_A:.2f} A (fit residual {info['fit_residual']:.3g})")
-        aligner = ParticleAligner(gmm, inputs.box, inputs.apix, res_A, opts.alignment(),
-                                  inputs.pivot_A)
+        aligner = ParticleAligner(gmm, res_A, opts.alignment(), inputs.pivot_A)
         progress = Progress(len(index), f"iteration {it}, half {half}: align",
                             interval_s=PROGRESS_EVERY_S)
         chunks: list = []
