@@ -124,6 +124,9 @@ def report_optics(ps: ParticleSet, box: int, apix: float) -> None:
         text = ", ".join(n for n in notes if n)
         if text:
             log.info(f"optics group {group.name}: {text}")
+        if group.mtf_name and group.mtf is None:
+            log.info(f"optics group {group.name}: MTF {group.mtf_name} is shared by every "
+                     "group, so it stays in the maps (RELION corrects only differing MTFs)")
         for name, value in group.unmodelled:
             log.warning(f"optics group {group.name}: {name} = {list(value)} is not applied "
                         "(no exact RELION counterpart; docs/conventions.md, Optics); carried "
