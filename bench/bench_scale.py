@@ -62,7 +62,7 @@ def iteration_work(star: Path, box: int, chunk: int, res_A: float):
     halves = []
     for half in (1, 2):
         gmm = protein_like_gmm(np.random.default_rng(half), N_GAUSS, APIX)
-        work = HalfWork(AlignerSpec(gmm, box, APIX, res_A, options), box, 2, f"bench half {half}")
+        work = HalfWork(AlignerSpec(gmm, res_A, options), box, APIX, 2, f"bench half {half}")
         index = np.flatnonzero(ps.half_set == half)
         halves.append((work, ChunkPlan(ps, index, chunk, ps.rotation, ps.shift_A)))
     return ps, halves

@@ -117,7 +117,8 @@ def make_cs(n: int = 10, seed: int = 2, align_psize: float = 2.0, blob_psize: fl
     arr["ctf/df2_A"] = arr["ctf/df1_A"] - rng.uniform(0, 500, n)
     arr["ctf/df_angle_rad"] = rng.uniform(-np.pi, np.pi, n)
     arr["ctf/scale"] = 1
-    arr["ctf/anisomag"] = rng.normal(size=(n, 2, 2))
+    # Per exposure group, as CryoSPARC's global CTF refinement writes it (minus the identity).
+    arr["ctf/anisomag"] = rng.normal(scale=0.01, size=(2, 2, 2))[arr["ctf/exp_group_id"]]
     arr["alignments3D/split"] = np.arange(n) % 2
     arr["alignments3D/shift"] = rng.uniform(-4, 4, (n, 2))
     arr["alignments3D/pose"] = Rotation.random(n, random_state=seed).as_rotvec()

@@ -48,7 +48,7 @@ def volume_of_blobs(centres: np.ndarray, box: int, sigma_px: float = 2.0) -> np.
 
 def images_of_blobs(centres: np.ndarray, ps: ParticleSet, sigma_px: float = 2.0) -> np.ndarray:
     """Analytic projections (blob at (A c)_xy - o), CTF-modulated."""
-    box, apix = ps.common_box_apix()
+    box, apix = ps.output_grid()
     x = np.arange(box) - box // 2
     yy, xx = np.meshgrid(x, x, indexing="ij")
     images = np.zeros((len(ps), box, box))

@@ -48,7 +48,7 @@ def _half_one(small_set, chunk: int):
     workers is compared end to end below)."""
     ps, _ = read_particles(small_set / "particles.star").with_halves()
     index = np.flatnonzero(ps.half_set == 1)
-    return HalfWork(None, 40, 2, "test half"), ChunkPlan(ps, index, chunk, ps.rotation,
+    return HalfWork(None, 40, 2.8, 2, "test half"), ChunkPlan(ps, index, chunk, ps.rotation,
                                                           ps.shift_A)
 
 

@@ -21,7 +21,7 @@ from gmmrefine.pipeline.executor import IN_PROCESS, ChunkPlan, HalfWork, open_ex
 from gmmrefine.pipeline.options import RefineOptions
 from gmmrefine.reconstruct.backproject import FourierSums, insert_slices
 
-BOX = 24
+BOX, APIX = 24, 2.0
 
 
 def _particles(folder, n: int = 23) -> ParticleSet:
@@ -43,7 +43,7 @@ def test_in_process_sums_are_the_chunk_loop_bit_for_bit(tmp_path):
     index = np.flatnonzero(ps.half_set == 2)
     plan = ChunkPlan(ps, index, 4, ps.rotation, ps.shift_A)
     with StackReader(tmp_path) as reader:
-        result = IN_PROCESS.run_half(HalfWork(None, BOX, 2, "test"), plan, reader, None,
+        result = IN_PROCESS.run_half(HalfWork(None, BOX, APIX, 2, "test"), plan, reader, None,
                                      lambda: False)
         expected = FourierSums.zeros(BOX, 2)
         for part, spectra, ctf, _ in ParticleImages(ps, reader).chunks(index, chunk=4):
@@ -88,7 +88,7 @@ def test_a_run_without_a_cluster_option_never_imports_dask(tmp_path):
         ps = _particles(Path({str(tmp_path)!r}))
         plan = ChunkPlan(ps, np.arange(len(ps)), 8, ps.rotation, ps.shift_A)
         with open_executor(RefineOptions()) as executor, StackReader(ps.root) as reader:
-            executor.run_half(HalfWork(None, {BOX}, 2, "t"), plan, reader, None, lambda: False)
+            executor.run_half(HalfWork(None, {BOX}, {APIX}, 2, "t"), plan, reader, None, lambda: False)
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in
                         ("dask", "distributed", "dask_jobqueue"))
         sys.exit(", ".join(loaded) or 0)

@@ -111,7 +111,7 @@ def test_cli_refines_towards_the_truth_and_writes_both_host_formats(refine_set, 
     assert result.exit_code == 0, result.output
     truth = read_particles(refine_set / "truth.star")
     start = read_particles(refine_set / "particles.star")
-    apix = start.common_box_apix()[1]
+    apix = start.output_grid()[1]
     for name in ("particles.star", "particles.cs"):
         refined = read_particles(out / name)
         before = np.median(angle_between_deg(start.rotation, truth.rotation))

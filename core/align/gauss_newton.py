@@ -36,6 +36,7 @@ from .kernel import (
     _factor_pair,
     apply_pose_moves,
     gmm_tensors,
+    magnified_gmm,
     n_frequencies,
     product_to_pixels,
 )
@@ -43,13 +44,18 @@ from .options import GaussNewtonSettings
 from .rings import RingPixels
 
 
-def make_spectrum_and_jacobian(gmm: GMM, pixels: RingPixels, apix: float) -> Callable:
+def make_spectrum_and_jacobian(gmm: GMM, pixels: RingPixels, apix: float,
+                               mag: np.ndarray | None = None) -> Callable:
     """A compiled ``f(rotation (n,3,3), origin_A (n,2)) -> (F (n,M), J (n,M,5))``, complex64.
 
     J's columns: d/dtheta_x, d/dtheta_y, d/dtheta_z (degrees, camera frame,
-    A' = R(theta) A) and d/dd_x, d/dd_y (pixels of this grid).
+    A' = R(theta) A) and d/dd_x, d/dd_y (pixels of this grid). With a
+    magnification M the centres land at M^T (A c)_xy - o
+    (kernel.projected_centres_A), so the rotation columns take M k where the
+    plain ones take k; the shift columns keep k (the origin is the image's).
     """
-    centres, amplitudes, widths = gmm_tensors(gmm)
+    centres, amplitudes, widths = gmm_tensors(magnified_gmm(gmm, mag))
+    m = np.eye(2) if mag is None else np.asarray(mag, float)
     length_A = pixels.box * apix
     n_freq = n_frequencies(pixels)
     freq2 = np.tile(np.arange(n_freq, dtype=np.float32), 2)
@@ -58,6 +64,9 @@ def make_spectrum_and_jacobian(gmm: GMM, pixels: RingPixels, apix: float) -> Cal
     decay2 = tf.exp(-2.0 * np.pi ** 2 * (widths[:, None] * freq2 / length_A) ** 2)
     kx = tf.constant(pixels.kx, tf.float32)
     ky = tf.constant(pixels.ky, tf.float32)
+    mkx = tf.constant(m[0, 0] * pixels.kx + m[0, 1] * pixels.ky, tf.float32)
+    mky = tf.constant(m[1, 0] * pixels.kx + m[1, 1] * pixels.ky, tf.float32)
+    mag_t = None if mag is None else tf.constant(m, tf.float32)
     i2pi_L = tf.complex(0.0, TWO_PI / length_A)
     deg = np.float32(np.pi / 180.0)
     spec = [tf.TensorSpec([None, 3, 3], tf.float32), tf.TensorSpec([None, 2], tf.float32)]
@@ -68,7 +77,8 @@ def make_spectrum_and_jacobian(gmm: GMM, pixels: RingPixels, apix: float) -> Cal
     @tf.function(input_signature=spec)
     def spectrum_and_jacobian(rotation, origin_A):
         v = tf.einsum("nij,mj->nmi", rotation, centres)                      # (n, N, 3)
-        p = v[..., :2] - origin_A[:, None, :]
+        p = v[..., :2] if mag_t is None else tf.einsum("nmi,ij->nmj", v[..., :2], mag_t)
+        p = p - origin_A[:, None, :]
         u = _factor_pair(p[..., 1], omega2, quarter2, decay2)                  # (n, N, 2F)
         x = _factor_pair(p[..., 0], omega2, quarter2, decay2)
         weights = amplitudes[None, :, None] * tf.concat([tf.ones_like(v[..., :1]), v], axis=-1)
@@ -81,9 +91,9 @@ def make_spectrum_and_jacobian(gmm: GMM, pixels: RingPixels, apix: float) -> Cal
                                        pixels, n_freq)
             f.append(tf.complex(re, im))
         f1, fx, fy, fz = f
-        jac = tf.stack([i2pi_L * cplx(ky * deg) * fz,
-                        -i2pi_L * cplx(kx * deg) * fz,
-                        i2pi_L * cplx(deg * 1.0) * (cplx(kx) * fy - cplx(ky) * fx),
+        jac = tf.stack([i2pi_L * cplx(mky * deg) * fz,
+                        -i2pi_L * cplx(mkx * deg) * fz,
+                        i2pi_L * cplx(deg * 1.0) * (cplx(mkx) * fy - cplx(mky) * fx),
                         i2pi_L * cplx(kx * apix) * f1,
                         i2pi_L * cplx(ky * apix) * f1], axis=-1)
         return f1, jac

@@ -20,7 +20,7 @@ def _pose_errors(path: Path, truth) -> tuple[np.ndarray, np.ndarray]:
     from ..io.particles import read_particles
 
     ps = read_particles(path)
-    apix = ps.common_box_apix()[1]
+    apix = ps.output_grid()[1]
     return (angle_between_deg(ps.rotation, truth.rotation),
             np.linalg.norm(ps.shift_A - truth.shift_A, axis=1) / apix)
 

@@ -12,12 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fourier.grids import freq_grid_2d
-
-
-def electron_wavelength_A(voltage_kv: float | np.ndarray) -> np.ndarray:
-    """Relativistic electron wavelength in Angstrom (RELION's formula)."""
-    v = np.asarray(voltage_kv, float) * 1e3
-    return 12.2643247 / np.sqrt(v * (1.0 + v * 0.978466e-6))
+from .optics import electron_wavelength_A, even_phase, has_even, has_magnification, magnified
 
 
 def ctf_gamma(kx, ky, defocus_u_A, defocus_v_A, defocus_angle_deg, voltage_kv, cs_mm,
@@ -44,10 +39,17 @@ def ctf_gamma(kx, ky, defocus_u_A, defocus_v_A, defocus_angle_deg, voltage_kv, c
 
 
 def ctf_value(kx, ky, defocus_u_A, defocus_v_A, defocus_angle_deg, voltage_kv, cs_mm,
-              amp_contrast, phase_shift_deg=0.0, bfactor_A2=0.0, scale=1.0) -> np.ndarray:
-    """RELION's CTF at frequencies (kx, ky) in 1/Angstrom."""
+              amp_contrast, phase_shift_deg=0.0, bfactor_A2=0.0, scale=1.0,
+              gamma_offset=0.0) -> np.ndarray:
+    """RELION's CTF at frequencies (kx, ky) in 1/Angstrom.
+
+    ``gamma_offset`` (radians) is added to gamma: the even aberrations
+    (gmmrefine.data.optics.even_phase), as RELION's CTF::getCTF adds them.
+    """
     gamma = ctf_gamma(kx, ky, defocus_u_A, defocus_v_A, defocus_angle_deg, voltage_kv, cs_mm,
                       amp_contrast, phase_shift_deg)
+    if not np.isscalar(gamma_offset) or gamma_offset != 0.0:
+        gamma = gamma + gamma_offset
     u2 = kx * kx + ky * ky
     return -np.asarray(scale, float) * np.sin(gamma) * np.exp(-np.asarray(bfactor_A2, float) * u2 / 4.0)
 
@@ -56,22 +58,32 @@ def particle_ctfs(particles, index, box: int, apix: float) -> np.ndarray:
     """CTFs (n, box, box) on the centred grid for particles[index] of a ParticleSet.
 
     ``box`` and ``apix`` are those of the grid wanted (e.g. after Fourier
-    cropping), not necessarily of the stored images.
+    cropping), not necessarily of the stored images. Each particle's optics
+    group brings its magnification (the CTF is evaluated at M k, damping
+    included) and its even aberrations (added to gamma), as RELION's
+    CTF::getFftwImage applies them.
     """
     index = np.asarray(index)
     kx, ky = freq_grid_2d(box, apix)
-    g = particles.optics
-    oi = particles.optics_index[index]
+    groups = particles.optics_index[index]
+    out = np.empty((len(index), box, box))
     per = lambda a: np.asarray(a, float)[:, None, None]  # noqa: E731 - shape for broadcasting
-    return ctf_value(
-        kx[None], ky[None],
-        per(particles.defocus_u_A[index]), per(particles.defocus_v_A[index]),
-        per(particles.defocus_angle_deg[index]),
-        per([g[i].voltage_kv for i in oi]), per([g[i].cs_mm for i in oi]),
-        per([g[i].amp_contrast for i in oi]),
-        per(particles.phase_shift_deg[index]), per(particles.bfactor_A2[index]),
-        per(particles.ctf_scale[index]),
-    )
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        sel = index[rows]
+        group = particles.optics[g]
+        gx, gy = magnified(group, kx, ky) if has_magnification(group) else (kx, ky)
+        offset = even_phase(group, kx, ky)[None] if has_even(group) else 0.0
+        values = ctf_value(
+            gx[None], gy[None],
+            per(particles.defocus_u_A[sel]), per(particles.defocus_v_A[sel]),
+            per(particles.defocus_angle_deg[sel]), group.voltage_kv, group.cs_mm,
+            group.amp_contrast, per(particles.phase_shift_deg[sel]),
+            per(particles.bfactor_A2[sel]), per(particles.ctf_scale[sel]), gamma_offset=offset)
+        if len(rows) == len(index):
+            return values
+        out[rows] = values
+    return out
 
 
 def phase_flip(spectra: np.ndarray, ctf: np.ndarray) -> np.ndarray:

@@ -20,7 +20,18 @@ from ..errors import InputError
 
 @dataclass
 class OpticsGroup:
-    """Acquisition parameters shared by a group of particles."""
+    """Acquisition parameters shared by a group of particles.
+
+    Beyond the plain CTF, RELION 3.1's optics (gmmrefine.data.optics applies
+    them): beam tilt in mrad (rlnBeamTiltX/Y), odd and even Zernike
+    coefficients in radians (rlnOddZernike / rlnEvenZernike, RELION's order),
+    the magnification matrix (rlnMagMat00..11, rows), the MTF as (m, 2)
+    [frequency 1/A, value] with its file's name, and whether the images are
+    already multiplied by their CTF (rlnCtfDataAreCtfPremultiplied).
+    ``unmodelled`` names the host's non-zero aberration fields that have no
+    exact counterpart here (CryoSPARC's trefoil, tetrafoil, shift), so that
+    whoever applies the optics can say they were not applied.
+    """
 
     name: str
     apix: float            # image pixel size, Angstrom
@@ -28,6 +39,14 @@ class OpticsGroup:
     voltage_kv: float
     cs_mm: float
     amp_contrast: float
+    beam_tilt_mrad: tuple[float, float] = (0.0, 0.0)
+    odd_zernike: tuple[float, ...] = ()
+    even_zernike: tuple[float, ...] = ()
+    mag_matrix: tuple[tuple[float, float], tuple[float, float]] = ((1.0, 0.0), (0.0, 1.0))
+    mtf_name: str = ""
+    mtf: np.ndarray | None = field(default=None, repr=False)
+    ctf_premultiplied: bool = False
+    unmodelled: tuple[tuple[str, tuple[float, ...]], ...] = ()   # (field, value) not applied
 
 
 # Per-particle arrays, all of length N; ``subset`` slices exactly these.
@@ -89,25 +108,31 @@ class ParticleSet:
         """Box size (pixels) of each particle's image."""
         return np.array([g.box for g in self.optics], np.int64)[self.optics_index]
 
-    def common_box_apix(self) -> tuple[int, float]:
-        """The single (box, pixel size) of this set, or a clear error.
+    def groups_present(self) -> list[int]:
+        """Indices of the optics groups that have particles in this set, in table order."""
+        return [int(g) for g in np.unique(self.optics_index)]
 
-        Reconstruction needs one grid; sets whose optics groups differ in box
-        or pixel size must be rescaled upstream (as RELION requires too).
+    def output_grid(self, box: int | None = None, apix: float | None = None) -> tuple[int, float]:
+        """The (box, pixel size) maps of this set are made on.
+
+        The first optics group's (in table order, among those with particles)
+        unless ``box`` / ``apix`` are given, as relion_reconstruct takes its
+        defaults from the first group; groups of other pixel or box sizes are
+        rescaled onto it in Fourier space (docs/conventions.md, "Optics").
         """
-        boxes = {g.box for i, g in enumerate(self.optics) if np.any(self.optics_index == i)}
-        apixes = {round(g.apix, 6) for i, g in enumerate(self.optics)
-                  if np.any(self.optics_index == i)}
-        if len(boxes) != 1 or len(apixes) != 1:
-            raise InputError(
-                f"{self.source}: optics groups differ in box {sorted(boxes)} or pixel size "
-                f"{sorted(apixes)} A; expected one box and pixel size for a reconstruction")
-        box, apix = boxes.pop(), float(apixes.pop())
-        if box <= 0 or apix <= 0:
-            raise InputError(
-                f"{self.source}: box {box} px, pixel size {apix} A; expected positive values "
-                "(rlnImageSize / rlnImagePixelSize in the optics table, or blob/shape / blob/psize_A)")
-        return box, apix
+        first = self.optics[self.groups_present()[0]]
+        for g in self.groups_present():
+            group = self.optics[g]
+            if group.box <= 0 or group.apix <= 0:
+                raise InputError(
+                    f"{self.source}: optics group {group.name}: box {group.box} px, pixel size "
+                    f"{group.apix} A; expected positive values (rlnImageSize / "
+                    "rlnImagePixelSize in the optics table, or blob/shape / blob/psize_A)")
+        if (box is not None and (box <= 0 or box % 2)) or (apix is not None and apix <= 0):
+            raise InputError(f"maps of box {box} px (--box) at {apix} A/px (--apix); expected "
+                             "an even box and a positive pixel size")
+        return (first.box if box is None else int(box)), (first.apix if apix is None
+                                                           else float(apix))
 
     # --- selection and replacement ----------------------------------------------------
     def subset(self, index) -> "ParticleSet":

@@ -27,6 +27,7 @@ from ..data.particles import OpticsGroup, ParticleSet, empty_like_arrays
 from ..data.rotations import matrix_to_rotvec, rotvec_to_matrix
 from ..errors import InputError, quoted
 from .atomic import atomic_path
+from .cs_optics import aberration_columns, aberration_fields, group_aberrations
 from .npy import read_npy_file
 
 POSE_FIELDS = ("alignments3D/pose", "alignments3D/shift")
@@ -204,13 +205,17 @@ def _optics_groups(arr: np.ndarray, apix: np.ndarray, box: np.ndarray, path: Pat
         if OPTICS_NAME_FIELD in arr.dtype.names \
         else np.array([f"opticsGroup{g + 1}" for g in exp_group], object)
     name_code, name_values = pd.factorize(names)
-    values = np.stack([exp_group, apix, box, kv, cs, q0, name_code], axis=1)
+    values = np.concatenate([np.stack([exp_group, apix, box, kv, cs, q0, name_code], axis=1),
+                             aberration_columns(arr, path)], axis=1)
     # Group on rounded values, but keep each group's exact (float32) values.
     _, first, index = np.unique(np.round(values, 6), axis=0, return_index=True,
                                 return_inverse=True)
     groups = [OpticsGroup(str(name_values[int(values[i, 6])]), _shortest(values[i, 1]),
                           int(values[i, 2]), _shortest(values[i, 3]), _shortest(values[i, 4]),
-                          _shortest(values[i, 5])) for i in first]
+                          _shortest(values[i, 5]),
+                          **group_aberrations(values[i, 7:], _shortest(values[i, 4]),
+                                              arr[i], path))
+              for i in first]
     return groups, index.reshape(-1).astype(np.int64), [int(values[i, 0]) for i in first]
 
 
@@ -370,8 +375,10 @@ def particles_to_cs_array(ps: ParticleSet) -> np.ndarray:
     if "ctf/bfactor" in base or not from_cryosparc or np.any(ps.bfactor_A2 != 0):
         fields["ctf/bfactor"] = f4(ps.bfactor_A2, "ctf/bfactor")
     if not from_cryosparc:
+        fields.update({name: values for name, values in aberration_fields(ps).items()
+                       if name not in base})
         for name, dtype, shape, value in _IMPORT_DEFAULTS:
-            if name not in base:
+            if name not in base and name not in fields:
                 fields[name] = np.full((n, *shape), value, dtype=dtype)
     if np.all((ps.half_set == 1) | (ps.half_set == 2)):
         fields["alignments3D/split"] = (ps.half_set - 1).astype("<u4")

@@ -24,11 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..data.optics import describe_aberrations
 from ..data.particles import ParticleSet
 from ..errors import InputError, quoted
 from . import cs as cs_io
 from . import star as star_io
 from .mrc_header import read_mrc_header
+from .star_optics import load_mtfs
 
 SUFFIXES = (".star", ".cs")
 _STAR_OPTICS_OWN = frozenset(star_io.OPTICS_LABELS) - {"rlnOpticsGroupName"}
@@ -77,6 +79,7 @@ def read_particles(path: str | os.PathLike, root: str | os.PathLike | None = Non
         fallback = path.parent.parent
     ps.root = Path(root) if root is not None else _find_root(ps, candidates, fallback)
     _fill_missing_box(ps)
+    load_mtfs(ps.optics, ps.star_optics, ps.root, path, star_io.read_star_tables)
     return ps
 
 
@@ -132,7 +135,9 @@ def describe(ps: ParticleSet) -> str:
         halves = f"halves {n1}/{n2} (degenerate: refinement would refuse it)"
     else:
         halves = f"halves {n1}/{n2}"
-    groups = ", ".join(f"{g.name} {g.apix:.4g} A box {g.box or 'unknown'}" for g in ps.optics)
+    groups = ", ".join(f"{g.name} {g.apix:.4g} A box {g.box or 'unknown'}"
+                       + (f" ({extra})" if (extra := describe_aberrations(g)) else "")
+                       for g in ps.optics)
     poses = "poses present" if ps.has_pose else "poses absent"
     return f"{len(ps)} particles, {halves}, {len(ps.optics)} optics group(s) [{groups}], {poses}"
 

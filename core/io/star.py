@@ -28,6 +28,7 @@ from ..data.rotations import euler_to_matrix, matrix_to_euler
 from ..errors import InputError, quoted
 from . import star_tables
 from .atomic import atomic_path
+from .star_optics import beam_tilt_30, with_optics_columns, write_optics_columns
 
 # Labels RELION stores as strings (metadata_label.h, EMDL_STRING) that users
 # meet in particle files; anything named ...Name is treated the same way.
@@ -36,7 +37,7 @@ STRING_LABELS = frozenset({
     "rlnOriginalParticleName", "rlnMicrographMovieName", "rlnCtfImage",
     "rlnReferenceImage", "rlnMicrographMetadata", "rlnMtfFileName",
     "rlnMicrographGainName", "rlnMicrographDefectFile", "rlnCtfPowerSpectrum",
-    "rlnMaskName", "rlnTomoName", "rlnTomoParticleName",
+    "rlnMaskName", "rlnTomoName", "rlnTomoParticleName", "rlnOddZernike", "rlnEvenZernike",
 })
 
 # CryoSPARC fields carried through a STAR file (particles_io, docs/conventions.md)
@@ -188,8 +189,9 @@ def _optics_31(optics: pd.DataFrame, particles: pd.DataFrame, path: Path):
     q0 = column("rlnAmplitudeContrast")
     names = (optics["rlnOpticsGroupName"].astype(str).to_numpy() if "rlnOpticsGroupName"
              in optics.columns else [f"opticsGroup{n}" for n in numbers])
-    groups = [OpticsGroup(str(names[i]), float(apix[i]), int(box[i]), float(kv[i]),
-                          float(cs[i]), float(q0[i])) for i in range(len(optics))]
+    groups = with_optics_columns(
+        [OpticsGroup(str(names[i]), float(apix[i]), int(box[i]), float(kv[i]), float(cs[i]),
+                     float(q0[i])) for i in range(len(optics))], optics, path)
     lookup = pd.Series(np.arange(len(numbers)), index=numbers)
     if lookup.index.has_duplicates:
         raise InputError(f"{path}: data_optics column _rlnOpticsGroup repeats a number; "
@@ -233,12 +235,15 @@ def _optics_30(particles: pd.DataFrame, path: Path):
     kv = _numeric(particles, "rlnVoltage", path, kind="positive")
     cs = _numeric(particles, "rlnSphericalAberration", path)
     q0 = _numeric(particles, "rlnAmplitudeContrast", path)
-    values = np.stack([apix, box, kv, cs, q0], axis=1)
+    # 3.0 kept beam tilt per particle; 3.1 makes it a property of the optics group.
+    values = np.concatenate([np.stack([apix, box, kv, cs, q0], axis=1),
+                             beam_tilt_30(particles, path)], axis=1)
     # Group on rounded values (text noise), but keep each group's exact values.
     _, first, index = np.unique(np.round(values, 6), axis=0, return_index=True,
                                 return_inverse=True)
     groups = [OpticsGroup(f"opticsGroup{g + 1}", float(values[i, 0]), int(values[i, 1]),
-                          float(values[i, 2]), float(values[i, 3]), float(values[i, 4]))
+                          float(values[i, 2]), float(values[i, 3]), float(values[i, 4]),
+                          beam_tilt_mrad=(float(values[i, 5]), float(values[i, 6])))
               for g, i in enumerate(first)]
     return groups, index.reshape(-1).astype(np.int64)
 
@@ -355,6 +360,7 @@ def _optics_table(ps: ParticleSet) -> tuple[pd.DataFrame, np.ndarray]:
     opt["rlnAmplitudeContrast"] = np.array([o.amp_contrast for o in ps.optics], float)
     if "rlnImageDimensionality" not in opt.columns:
         opt["rlnImageDimensionality"] = np.full(g, 2, np.int64)
+    write_optics_columns(opt, ps.optics)
     return opt, numbers
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from ..align.options import AlignOptions
 from ..data.images import ParticleImages
 from ..gmm.model import GMM
-from ..reconstruct.backproject import FourierSums, insert_slices
+from ..reconstruct.backproject import FourierSums, insert_chunk
 
 if TYPE_CHECKING:
     # TensorFlow comes with it: loaded where a chunk is aligned, not where one is only
@@ -43,11 +43,9 @@ class ChunkPoses:
 @dataclass(frozen=True)
 class AlignerSpec:
     """Everything a :class:`ParticleAligner` is built from: one half's GMM at one target
-    resolution, the particles' grid, the alignment settings and the pivot."""
+    resolution, the alignment settings and the pivot (the images bring their own grids)."""
 
     gmm: GMM
-    box: int
-    apix: float
     res_A: float
     options: AlignOptions
     pivot_A: np.ndarray | None = None
@@ -56,8 +54,7 @@ class AlignerSpec:
         """The aligner (its objective compiled here, where the chunks run)."""
         from ..align.refine_particles import ParticleAligner
 
-        return ParticleAligner(self.gmm, self.box, self.apix, self.res_A, self.options,
-                               self.pivot_A)
+        return ParticleAligner(self.gmm, self.res_A, self.options, self.pivot_A)
 
 
 def refine_chunk(aligner: "ParticleAligner | None", images: ParticleImages, index: np.ndarray,
@@ -68,19 +65,27 @@ def refine_chunk(aligner: "ParticleAligner | None", images: ParticleImages, inde
     are), then add them to ``sums`` (in place) at their new poses.
 
     ``prior_poses`` (rotation, shift_A) of these particles centre the prior.
+    Particles on other image grids (merged optics groups) are read, aligned
+    and inserted grid by grid.
     """
     index = np.asarray(index, np.int64).reshape(-1)
-    raw = images.raw_spectra(index)
     ps = images.particles
-    if aligner is None:
-        n = len(index)
-        poses = ChunkPoses(ps.rotation[index], ps.shift_A[index], np.zeros(n), np.zeros(n))
-    else:
-        poses = ChunkPoses(*aligner.align(images, index, prior_poses=prior_poses, raw=raw,
-                                          progress=progress, should_abort=should_abort))
-    spectra, ctf, _ = images.spectra(index, raw=raw, shift_A=poses.shift_A)
-    del raw
-    insert_slices(spectra, ctf, poses.rotation, pad=sums.pad, sums=sums)
+    n = len(index)
+    poses = ChunkPoses(ps.rotation[index].copy(), ps.shift_A[index].copy(), np.zeros(n),
+                       np.zeros(n))
+    for rows in images.by_image_grid(index):
+        part = index[rows]
+        raw = images.raw_spectra(part)
+        if aligner is not None:
+            prior = None if prior_poses is None else (prior_poses[0][rows], prior_poses[1][rows])
+            result = aligner.align(images, part, prior_poses=prior, raw=raw, progress=progress,
+                                   should_abort=should_abort)
+            for total, value in zip((poses.rotation, poses.shift_A, poses.score_start,
+                                     poses.score_end), result):
+                total[rows] = value
+        slices = images.slices(part, raw=raw, shift_A=poses.shift_A[rows])
+        del raw
+        insert_chunk(slices, poses.rotation[rows], sums)
     if aligner is None and progress is not None:
-        progress.update(len(index))
+        progress.update(n)
     return poses

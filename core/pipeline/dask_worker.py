@@ -178,7 +178,7 @@ def run_chunk(work: "HalfWork", task: ChunkTask) -> ChunkDone:
     with state.lock:
         half = state.half(task.job, work)
         reader = _RowsOf(state.reader(task.root, task.source), task.rows)
-        images = ParticleImages(task.particles, reader)
+        images = ParticleImages(task.particles, reader, box=work.box, apix=work.apix)
         relay = _ProgressRelay(worker, task.job)
         try:
             poses = refine_chunk(half.aligner, images, np.arange(len(task.rows)), half.sums,

@@ -31,10 +31,12 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class HalfWork:
     """One half's chunks of one iteration: what they are aligned against (None: they are
-    only reconstructed at their poses), the grid of their sums, and a label for lines."""
+    only reconstructed at their poses), the output grid of their sums (box, pixel size:
+    optics groups of other sizes are rescaled onto it), and a label for lines."""
 
     aligner: AlignerSpec | None
     box: int
+    apix: float
     pad: int
     label: str
 
@@ -92,7 +94,7 @@ class InProcess:
                  should_abort: Callable[[], bool]) -> HalfResult:
         """Align (with an aligner) and back-project every chunk of ``plan`` in turn."""
         aligner = None if work.aligner is None else work.aligner.build()
-        images = ParticleImages(plan.particles, reader)
+        images = ParticleImages(plan.particles, reader, box=work.box, apix=work.apix)
         sums = FourierSums.zeros(work.box, work.pad)
         poses = []
         for rows in plan.chunks():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.optics import describe_aberrations
 from ..data.particles import ParticleSet
 from ..data.symmetry_groups import symmetry_order
 from ..errors import InputError
@@ -70,10 +71,11 @@ def read_inputs(particles: Path, options: RefineOptions) -> RunInputs:
     if expanded:
         ps = expand_particles(ps, options.sym)
         log.info(f"focused run with {options.sym}: particles expanded to {len(ps)} copies")
-    box, apix = ps.common_box_apix()
+    box, apix = ps.output_grid(options.box, options.apix)
     n1, n2 = ps.split_balance()
-    log.info(f"{len(ps)} particles (half 1: {n1}, half 2: {n2}), box {box}, "
+    log.info(f"{len(ps)} particles (half 1: {n1}, half 2: {n2}), maps of box {box}, "
              f"{apix:.4g} A/px, symmetry {options.sym}")
+    report_optics(ps, box, apix)
     mask = None if options.mask is None else read_mask(options.mask, box, apix)
     # A focused alignment turns the region about its own centre: about the box centre,
     # a domain's turn is also a slide, which the shift prior holds back.
@@ -113,3 +115,24 @@ def read_model(path: str, box: int, apix: float, *, box_name: str = "the particl
                          f"{box_name} ({box} px at {apix:.4g} A/px); expected a model that "
                          f"overlays {overlays} (MRC origin 0)")
     return model, coords
+
+
+def report_optics(ps: ParticleSet, box: int, apix: float) -> None:
+    """Log each optics group that is rescaled onto the output grid or carries aberrations,
+    and warn of every non-zero aberration that is not applied (never silently)."""
+    for g in ps.groups_present():
+        group = ps.optics[g]
+        notes = [describe_aberrations(group)]
+        if (group.box, group.apix) != (box, apix):
+            notes.insert(0, f"box {group.box} at {group.apix:.4g} A/px rescaled onto the maps' "
+                            "grid")
+        text = ", ".join(n for n in notes if n)
+        if text:
+            log.info(f"optics group {group.name}: {text}")
+        if group.mtf_name and group.mtf is None:
+            log.info(f"optics group {group.name}: MTF {group.mtf_name} is shared by every "
+                     "group, so it stays in the maps (RELION corrects only differing MTFs)")
+        for name, value in group.unmodelled:
+            log.warning(f"optics group {group.name}: {name} = {list(value)} is not applied "
+                        "(no exact RELION counterpart; docs/conventions.md, Optics); carried "
+                        "to the output unchanged")

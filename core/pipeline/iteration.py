@@ -82,7 +82,7 @@ def reconstruct_start(inputs: RunInputs, reader: ImageReader,
         index = np.flatnonzero(ps.half_set == half)
         label = f"iteration 0, half {half}"
         progress = Progress(len(index), f"{label}: reconstruct", interval_s=PROGRESS_EVERY_S)
-        work = HalfWork(None, inputs.box, PAD, label)
+        work = HalfWork(None, inputs.box, inputs.apix, PAD, label)
         sums.append(_half_sums(inputs, executor, work, ps, index, reader, progress,
                                should_abort))
         progress.finish()
@@ -126,8 +126,8 @@ def refine_iteration(inputs: RunInputs, previous: IterationState, it: int, res_A
         log.info(f"iteration {it}, half {half}: GMM of {info['n_gauss']} Gaussians at "
                  f"{res_A:.2f} A (fit residual {info['fit_residual']:.3g})")
         label = f"iteration {it}, half {half}"
-        work = HalfWork(AlignerSpec(gmm, inputs.box, inputs.apix, res_A, opts.alignment(),
-                                    inputs.pivot_A), inputs.box, PAD, label)
+        work = HalfWork(AlignerSpec(gmm, res_A, opts.alignment(), inputs.pivot_A),
+                        inputs.box, inputs.apix, PAD, label)
         progress = Progress(len(index), f"{label}: align", interval_s=PROGRESS_EVERY_S)
         chunks: list = []
         sums.append(_half_sums(inputs, executor, work, ps, index, reader, progress,

@@ -248,6 +248,13 @@ class RefineOptions:
         at_least=1, none="none", none_means="global refinement only")
     patch_iterations: int = _option(
         3, "patch-iter", int, "focused iterations per patch", at_least=1)
+    apix: float | None = _option(
+        None, "apix", float, "pixel size of the maps: optics groups of other pixel or box sizes "
+        "are rescaled onto the maps' grid in Fourier space, as relion_reconstruct does",
+        unit="A", above=0, none="auto", none_means="the first optics group's")
+    box: int | None = _option(
+        None, "box", int, "box of the maps, pixels (even)", at_least=2,
+        none="auto", none_means="the first optics group's")
     root: str | None = _option(
         None, "root", str, "directory image paths resolve against", none="none",
         none_means="as the host does (RELION: the project directory)", metavar="DIR")

@@ -103,7 +103,7 @@ class _PatchRefinement:
         self.should_abort, self.executor = should_abort, executor
         ps = read_particles(particles, root=options.root)
         self.root = str(ps.root)
-        self.box, self.apix = ps.common_box_apix()
+        self.box, self.apix = ps.output_grid(options.box, options.apix)
         self.region = (None if options.mask is None
                        else read_mask(options.mask, self.box, self.apix))
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import map_coordinates
 
-from ..data.images import ImageReader, ParticleImages
+from ..data.images import ImageReader, ParticleImages, Slices
 from ..data.particles import ParticleSet
 from ..data.symmetry_groups import symmetry_operators
 from ..fourier.grids import (
@@ -84,14 +84,17 @@ class FourierSums:
                            self.box, self.pad, self.count + other.count)
 
 
-def _half_plane_samples(box: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flat indices and (kx, ky) of one Friedel half of the 2D Nyquist disc.
+def _half_plane_samples(box: int, radius_px: float | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat indices and (kx, ky) of one Friedel half of a 2D grid's disc.
 
-    Half = ky > 0, or ky == 0 and kx >= 0: every pair {k, -k} once.
+    Half = ky > 0, or ky == 0 and kx >= 0: every pair {k, -k} once. The disc
+    is the grid's Nyquist circle, or ``radius_px`` where images are mapped
+    onto another grid (samples beyond it can never land inside the sums).
     """
     kx, ky = pixel_grid_2d(box)
     half = (ky > 0) | ((ky == 0) & (kx >= 0))
-    inside = radius_grid(box, 2) <= box // 2
+    inside = radius_grid(box, 2) <= (box // 2 if radius_px is None else radius_px)
     flat = np.flatnonzero(half & inside)
     return flat, kx.ravel()[flat].astype(float), ky.ravel()[flat].astype(float)
 
@@ -128,7 +131,8 @@ def _spread_trilinear(sums: FourierSums, coords: np.ndarray, values: np.ndarray,
 
 def insert_slices(spectra: np.ndarray, ctf: np.ndarray | None, rotation: np.ndarray,
                   weights: np.ndarray | None = None, *, pad: int = 2,
-                  sums: FourierSums | None = None) -> FourierSums:
+                  sums: FourierSums | None = None, frequency_map: np.ndarray | None = None,
+                  premultiplied: np.ndarray | None = None) -> FourierSums:
     """Insert centred 2D spectra as central slices of a padded 3D transform.
 
     Parameters
@@ -145,7 +149,16 @@ def insert_slices(spectra: np.ndarray, ctf: np.ndarray | None, rotation: np.ndar
     pad
         Oversampling of the 3D grid (RELION's padding factor, 2 by default).
     sums
-        Sums to add into (in place); new ones when None.
+        Sums to add into (in place); new ones of box B when None.
+    frequency_map
+        (n, 2, 2) or (2, 2): image Fourier pixel k lands at F k of the sums'
+        grid (magnification, other pixel or box sizes:
+        gmmrefine.data.images.ParticleImages.frequency_maps); samples beyond
+        the sums' Nyquist sphere are dropped, as RELION's backprojector does.
+        None: the identity, and B must be the sums' box.
+    premultiplied
+        (n,) bool: images already multiplied by their CTF enter as they are,
+        with weight CTF^2 (RELION's rlnCtfDataAreCtfPremultiplied).
 
     Returns
     -------
@@ -157,23 +170,38 @@ def insert_slices(spectra: np.ndarray, ctf: np.ndarray | None, rotation: np.ndar
     rotation = np.asarray(rotation, float).reshape(n, 3, 3)
     if sums is None:
         sums = FourierSums.zeros(box, pad)
-    elif (sums.box, sums.pad) != (box, pad):
+    elif sums.pad != pad or (frequency_map is None and sums.box != box):
         raise ValueError(f"sums are for box {sums.box} pad {sums.pad}, images box {box} pad {pad}")
-    flat, kx, ky = _half_plane_samples(box)
+    limit = sums.box // 2
+    if frequency_map is None:
+        flat, kx, ky = _half_plane_samples(box)
+        rows = rotation[:, :2, :]
+    else:
+        fmap = np.broadcast_to(np.asarray(frequency_map, float), (n, 2, 2))
+        # |F k| >= smallest singular value x |k|: no sample beyond this reaches the sphere.
+        reach = limit / max(np.linalg.svd(fmap, compute_uv=False).min(), 1e-12)
+        flat, kx, ky = _half_plane_samples(box, reach)
+        # A^T (F k, 0) = kx (F^T A)[0] + ky (F^T A)[1]: F folds into the rows used.
+        rows = np.einsum("nji,njk->nik", fmap, rotation[:, :2, :])
     per_image = len(flat)
     batch = max(1, _SAMPLES_PER_BATCH // per_image)
     w_particle = np.ones(n) if weights is None else np.asarray(weights, float).reshape(n)
+    as_is = None if premultiplied is None else np.asarray(premultiplied, bool).reshape(n)
     for start in range(0, n, batch):
         sl = slice(start, min(n, start + batch))
         f = spectra[sl].reshape(-1, box * box)[:, flat]
         c = (np.ones(f.shape, np.float32) if ctf is None
              else np.asarray(ctf[sl]).reshape(-1, box * box)[:, flat])
-        a = rotation[sl]
+        a = rows[sl]
         # A^T (kx, ky, 0) = kx * (row 0 of A) + ky * (row 1 of A), scaled to the padded grid.
         xyz = pad * (kx[None, :, None] * a[:, None, 0, :] + ky[None, :, None] * a[:, None, 1, :])
         wp = w_particle[sl, None]
-        values = wp * c * f
+        values = wp * (c if premultiplied is None else np.where(as_is[sl, None], 1.0, c)) * f
         wts = wp * c * c
+        if frequency_map is not None:
+            outside = np.sum(xyz * xyz, axis=-1) > (pad * limit) ** 2
+            values, wts = np.where(outside, 0.0, values), np.where(outside, 0.0, wts)
+            xyz[outside] = 0.0
         mirror = xyz[..., 0] < 0
         xyz *= np.where(mirror, -1.0, 1.0)[..., None]
         values = np.where(mirror, np.conj(values), values)
@@ -333,15 +361,26 @@ def _half_sums(images: ParticleImages, index: np.ndarray, chunk: int, pad: int,
                progress) -> FourierSums:
     sums = FourierSums.zeros(images.box, pad)
     rotation = images.particles.rotation
-    for part, spectra, ctf, _ in images.chunks(index, chunk=chunk):
-        insert_slices(spectra, ctf, rotation[part], pad=pad, sums=sums)
+    for start in range(0, len(index), chunk):
+        part = index[start:start + chunk]
+        for rows in images.by_image_grid(part):
+            insert_chunk(images.slices(part[rows]), rotation[part[rows]], sums)
         if progress is not None:
             progress.update(len(part))
     return sums
 
 
+def insert_chunk(slices: Slices, rotation: np.ndarray, sums: FourierSums) -> FourierSums:
+    """Insert one chunk's :class:`gmmrefine.data.images.Slices` at poses ``rotation`` (in place)."""
+    return insert_slices(slices.spectra, slices.ctf, rotation, pad=sums.pad, sums=sums,
+                         frequency_map=slices.frequency_map,
+                         premultiplied=slices.premultiplied if slices.premultiplied.any()
+                         else None)
+
+
 def reconstruct_halves(ps: ParticleSet, reader: ImageReader, *, chunk: int = 2000, pad: int = 2,
-                       progress=None, sym: str = "C1"
+                       progress=None, sym: str = "C1", box: int | None = None,
+                       apix: float | None = None
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Half maps and full map at the set's poses, CTF-corrected.
 
@@ -365,14 +404,17 @@ def reconstruct_halves(ps: ParticleSet, reader: ImageReader, *, chunk: int = 200
         Point group (RELION's names and axes, :mod:`gmmrefine.data.symmetry_groups`):
         each half's sums are summed over the group before the maps are
         formed (:func:`symmetrize_sums`); "C1" leaves them as they are.
+    box, apix
+        The maps' grid (default the first optics group's); images of other
+        pixel or box sizes are rescaled onto it (:meth:`ParticleImages.slices`).
 
     Returns
     -------
-    (half1, half2, full), float32 maps of the images' box.
+    (half1, half2, full), float32 maps of the output box.
     """
     ps.require_halves()
     operators = symmetry_operators(sym)     # a bad name fails before any image is read
-    images = ParticleImages(ps, reader, chunk=chunk)
+    images = ParticleImages(ps, reader, chunk=chunk, box=box, apix=apix)
     sums = [symmetrize_sums(_half_sums(images, np.flatnonzero(ps.half_set == h), chunk, pad,
                                        progress), operators)
             for h in (1, 2)]

@@ -15,8 +15,14 @@ What is written to ``out_dir`` (docs/simulator.md has the definitions):
 - flexible sets also: truth_conformation.npy (hinge angle per particle, deg),
   domain_mask.mrc and truth_map_conf<k>.mrc at a few hinge angles.
 
-Memory: the clean stack is held once as float32 (n x B x B); complex spectra
-exist only per chunk.
+With several optics groups (``optics_groups``) each group has its own stack,
+particles_group<k>.mrcs, at its own pixel and box size and with its own
+aberrations (RELION's forward model: gmmrefine.simulate.optics), and no
+particles.cs is written when a group has Zernike terms (a .cs has no field
+for them).
+
+Memory: the clean stacks are held once as float32 (n x B x B); complex
+spectra exist only per chunk.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ..data.ctf import particle_ctfs
 from ..data.particles import OpticsGroup, ParticleSet
 from ..data.rotations import perturb_rotations, random_rotations
 from ..data.symmetry_groups import EXPECTED as SYMMETRY_NAMES
@@ -49,16 +56,9 @@ from .model import (
     hinge_range_deg,
     symmetric_assembly,
 )
+from .optics import add_noise, render_stacks
 from .pdb import write_pdb
-from .render import (
-    apply_ctf,
-    atom_amplitude,
-    atom_sigma_A,
-    ctf_grid,
-    footprint_variance,
-    project_atoms,
-    render_map,
-)
+from .render import atom_amplitude, atom_sigma_A, render_map
 
 # Independent random streams, so changing one setting (say n) leaves the
 # other draws of a given particle index reproducible.
@@ -91,6 +91,10 @@ class SimulationConfig:
     chunk: int = 256
     n_conformation_maps: int = 5
     sym: str = "C1"
+    # RELION optics groups the particles are spread over (by pairs of rows, so both
+    # halves see every group), with their own pixel and box sizes and aberrations;
+    # empty: one plain group of box and apix above. The maps are made at box and apix.
+    optics_groups: tuple[OpticsGroup, ...] = ()
 
     def check(self) -> None:
         """Refuse settings that cannot make a data set, one clear line each."""
@@ -107,6 +111,10 @@ class SimulationConfig:
         for is_bad, message in bad:
             if is_bad:
                 raise InputError(f"simulate: {message}")
+        for group in self.optics_groups:
+            if group.box < 16 or group.box % 2 or group.apix <= 0:
+                raise InputError(f"simulate: optics group {group.name}: box {group.box}, "
+                                 f"{group.apix} A/px; expected an even box >= 16 and apix > 0")
         try:
             symmetry_operators(self.sym)
         except InputError:
@@ -149,19 +157,22 @@ def simulate_dataset(out_dir: str | os.PathLike, *, progress=None, **settings) -
     truth = _true_particles(cfg)
     hinge_deg = _hinge_angles(cfg, model)
 
-    stack, fp_var = _render_clean(cfg, model, amplitude, sigma, truth, hinge_deg, advance)
+    conformation = (lambda i: conformation_coords(model, hinge_deg[i])) if cfg.flexible else None
+    stacks, fp_var = render_stacks(truth, model.coords_A, amplitude, sigma, cfg.chunk,
+                                   cfg.footprint_fraction, advance, conformation)
     # One noise sd for the whole set, as on a detector (SNR definition: docs/simulator.md).
     noise_sd = float(np.sqrt(fp_var.mean() / cfg.snr)) if np.isfinite(cfg.snr) else 0.0
-    realised_noise_var = _add_noise(cfg, stack, noise_sd)
+    realised_noise_var = add_noise(stacks, noise_sd, _rng(cfg, _NOISE), cfg.chunk)
     # Unit noise sd on disk, like RELION's normalised particles.
     image_scale = 1.0 / noise_sd if noise_sd > 0 else 1.0 / float(np.sqrt(fp_var.mean()))
-    stack *= image_scale
-    write_stack(out / "particles.mrcs", stack, cfg.apix)
-    del stack
+    for g, stack in stacks.items():
+        stack *= image_scale
+        write_stack(out / _stack_name(cfg, g), stack, truth.optics[g].apix)
+    del stacks
     t_render = time.monotonic() - t0
 
     start = _start_poses(cfg, truth)
-    _write_particle_files(out, truth, start)
+    _write_particle_files(out, cfg, truth, start)
     maps = _write_maps(out, cfg, model, amplitude, sigma, hinge_deg)
     write_pdb(out / "model.pdb", model, box_centre_A=map_centre_A(cfg.box, cfg.apix))
 
@@ -232,8 +243,20 @@ def _rng(cfg: SimulationConfig, stream: int) -> np.random.Generator:
     return np.random.default_rng([cfg.seed, stream])
 
 
+def _groups(cfg: SimulationConfig) -> tuple[OpticsGroup, ...]:
+    """The optics groups of the set: the configured ones, or one plain group."""
+    return cfg.optics_groups or (OpticsGroup(
+        name="opticsGroup1", apix=cfg.apix, box=cfg.box, voltage_kv=cfg.voltage_kv,
+        cs_mm=cfg.cs_mm, amp_contrast=cfg.amp_contrast),)
+
+
+def _stack_name(cfg: SimulationConfig, group: int) -> str:
+    return "particles.mrcs" if not cfg.optics_groups else f"particles_group{group + 1}.mrcs"
+
+
 def _true_particles(cfg: SimulationConfig) -> ParticleSet:
-    """True poses, shifts and CTFs; half sets alternate 1, 2, 1, ... by row."""
+    """True poses, shifts and CTFs; half sets alternate 1, 2, 1, ... by row, optics groups
+    by pairs of rows."""
     n = cfg.n
     pose_rng, ctf_rng = _rng(cfg, _POSE), _rng(cfg, _CTF)
     rotation = random_rotations(n, pose_rng)
@@ -242,12 +265,16 @@ def _true_particles(cfg: SimulationConfig) -> ParticleSet:
     defocus_v = defocus_u - ctf_rng.uniform(0.0, cfg.astigmatism_max_A, n)
     defocus_angle = ctf_rng.uniform(0.0, 180.0, n)
     uid = _rng(cfg, _UID).integers(1, 2 ** 63, size=n, dtype=np.uint64)
-    optics = OpticsGroup(name="opticsGroup1", apix=cfg.apix, box=cfg.box,
-                         voltage_kv=cfg.voltage_kv, cs_mm=cfg.cs_mm, amp_contrast=cfg.amp_contrast)
+    groups = _groups(cfg)
+    optics_index = (np.arange(n) // 2) % len(groups)
+    image_index = np.zeros(n, np.int64)
+    for g in range(len(groups)):
+        members = optics_index == g
+        image_index[members] = np.arange(members.sum())
     return ParticleSet(
-        image_path=np.array(["particles.mrcs"] * n, dtype=object),
-        image_index=np.arange(n, dtype=np.int64), optics_index=np.zeros(n, np.int64),
-        optics=[optics], defocus_u_A=defocus_u, defocus_v_A=defocus_v,
+        image_path=np.array([_stack_name(cfg, g) for g in optics_index], dtype=object),
+        image_index=image_index, optics_index=optics_index.astype(np.int64),
+        optics=list(groups), defocus_u_A=defocus_u, defocus_v_A=defocus_v,
         defocus_angle_deg=defocus_angle, phase_shift_deg=np.zeros(n), bfactor_A2=np.zeros(n),
         ctf_scale=np.ones(n), rotation=rotation, shift_A=shift_A,
         half_set=np.where(np.arange(n) % 2 == 0, 1, 2).astype(np.int8), uid=uid)
@@ -270,59 +297,24 @@ def _hinge_angles(cfg: SimulationConfig, model: Model) -> np.ndarray:
     return _rng(cfg, _FLEX).uniform(-half_range, half_range, cfg.n)
 
 
-def _particle_ctfs(cfg: SimulationConfig, ps: ParticleSet, index: np.ndarray) -> np.ndarray:
-    return ctf_grid(cfg.box, cfg.apix, ps.defocus_u_A[index], ps.defocus_v_A[index],
-                    ps.defocus_angle_deg[index], cfg.voltage_kv, cfg.cs_mm, cfg.amp_contrast)
-
-
-def _project(cfg, model, amplitude, sigma, ps, hinge_deg, index) -> np.ndarray:
-    """Clean pre-CTF projections of particles ``index`` in their own conformations."""
-    if not cfg.flexible:
-        return project_atoms(model.coords_A, amplitude, sigma, ps.rotation[index],
-                             ps.shift_A[index], cfg.box, cfg.apix)
-    return np.concatenate([
-        project_atoms(conformation_coords(model, hinge_deg[i]), amplitude, sigma,
-                      ps.rotation[i:i + 1], ps.shift_A[i:i + 1], cfg.box, cfg.apix)
-        for i in index])
-
-
-def _render_clean(cfg, model, amplitude, sigma, truth, hinge_deg, advance):
-    """Clean CTF-modulated stack (float32) and each particle's footprint variance (pre-CTF)."""
-    clean = np.empty((cfg.n, cfg.box, cfg.box), np.float32)
-    fp_var = np.empty(cfg.n)
-    for lo in range(0, cfg.n, cfg.chunk):
-        index = np.arange(lo, min(cfg.n, lo + cfg.chunk))
-        images = _project(cfg, model, amplitude, sigma, truth, hinge_deg, index)
-        fp_var[index] = footprint_variance(images, cfg.footprint_fraction)
-        clean[index] = apply_ctf(images, _particle_ctfs(cfg, truth, index))
-        advance(len(index))
-    return clean, fp_var
-
-
-def _add_noise(cfg: SimulationConfig, stack: np.ndarray, noise_sd: float) -> float:
-    """Add white Gaussian noise in place, chunk by chunk; return the realised noise variance."""
-    if noise_sd == 0:
-        return 0.0
-    rng = _rng(cfg, _NOISE)
-    total = 0.0
-    for lo in range(0, cfg.n, cfg.chunk):
-        noise = rng.normal(scale=noise_sd, size=stack[lo:lo + cfg.chunk].shape)
-        stack[lo:lo + cfg.chunk] += noise.astype(np.float32)
-        total += float(np.sum(noise * noise))
-    return total / stack.size
-
-
 # --- files ---------------------------------------------------------------------------------------
 
-def _write_particle_files(out: Path, truth: ParticleSet, start: ParticleSet) -> None:
+def _write_particle_files(out: Path, cfg: SimulationConfig, truth: ParticleSet,
+                          start: ParticleSet) -> None:
     from ..io.particles import write_particles
 
     for ps in (truth, start):
         ps.root = out
     write_particles(start, out / "particles.star")
     write_particles(start, out / "start.star")
-    write_particles(start, out / "particles.cs")
+    if _cs_can_hold(cfg):
+        write_particles(start, out / "particles.cs")
     write_particles(truth, out / "truth.star")
+
+
+def _cs_can_hold(cfg: SimulationConfig) -> bool:
+    """Whether a .cs can describe the optics: it has no field for Zernike terms."""
+    return not any(g.odd_zernike or g.even_zernike for g in cfg.optics_groups)
 
 
 def _write_maps(out: Path, cfg: SimulationConfig, model: Model, amplitude: np.ndarray,
@@ -375,14 +367,18 @@ def _crb(cfg, model, amplitude, sigma, truth, hinge_deg, noise_sd, log) -> dict 
     """Cramer-Rao bounds for a random sample of particles (crb.py defines them)."""
     if cfg.crb_sample == 0 or noise_sd == 0:
         return None
-    sample = np.sort(_rng(cfg, _CRB).choice(cfg.n, size=min(cfg.crb_sample, cfg.n),
+    # The first optics group's particles, on its grid; the odd phase changes no bound (it is
+    # unitary, like the noise), a magnification is left out (a ~1 % change of scale).
+    first = np.flatnonzero(truth.optics_index == 0)
+    sample = np.sort(_rng(cfg, _CRB).choice(first, size=min(cfg.crb_sample, len(first)),
                                             replace=False))
-    ctfs = _particle_ctfs(cfg, truth, sample)
+    group = truth.optics[0]
+    ctfs = particle_ctfs(truth, sample, group.box, group.apix)
     rot, shift = np.empty(len(sample)), np.empty(len(sample))
     for j, i in enumerate(sample):
         rot[j], shift[j] = (b[0] for b in pose_bounds(
             conformation_coords(model, hinge_deg[i]), amplitude, sigma, truth.rotation[i],
-            truth.shift_A[i], ctfs[j:j + 1], cfg.box, cfg.apix, noise_sd))
+            truth.shift_A[i], ctfs[j:j + 1], group.box, group.apix, noise_sd))
     summary = summarize_bounds(rot, shift)
     # Per-axis rms = the 3D bound / sqrt(3), for comparison with figures quoted per axis.
     summary["rotation_bound_per_axis_deg_median"] = summary["rotation_bound_deg_median"] / np.sqrt(3)
@@ -395,8 +391,9 @@ def _crb(cfg, model, amplitude, sigma, truth, hinge_deg, noise_sd, log) -> dict 
 
 
 def _written_files(cfg: SimulationConfig) -> list[str]:
-    names = ["particles.mrcs", "particles.star", "start.star", "particles.cs", "truth.star",
-             "truth_map.mrc", "model.pdb", "truth.json"]
+    names = [_stack_name(cfg, g) for g in range(len(_groups(cfg)))]
+    names += ["particles.star", "start.star"] + (["particles.cs"] if _cs_can_hold(cfg) else [])
+    names += ["truth.star", "truth_map.mrc", "model.pdb", "truth.json"]
     if cfg.flexible:
         names += ["truth_conformation.npy", "domain_mask.mrc"] + [
             f"truth_map_conf{k}.mrc" for k in range(cfg.n_conformation_maps)]
