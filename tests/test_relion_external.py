@@ -39,6 +39,8 @@ def _sample(parameter) -> str:
         return next(c for c in option.choices if c != parameter.default)
     if parameter.label == "sym":
         return "C2"
+    if parameter.label == "gpu":
+        return "1"
     return {int: "7", float: "0.5", str: "x.pdb"}[option.kind]
 
 

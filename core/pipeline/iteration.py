@@ -22,6 +22,8 @@ from ..data.images import ImageReader, ParticleImages
 from ..data.particles import ParticleSet
 from ..data.rotations import angle_between_deg
 from ..data.symmetry_groups import symmetry_operators
+from ..errors import Aborted
+from ..gmm.fit import FIT_STEPS
 from ..gmm.model import GMM
 from ..reconstruct.backproject import FourierSums, finalize, symmetrize_sums
 from ..reconstruct.fsc import fsc_curve, masked_fsc_corrected, resolution_at
@@ -55,6 +57,12 @@ def target_resolution(fsc: np.ndarray, box: int, apix: float, align_fsc: float |
     return max(resolution_at(fsc, box, apix, align_fsc), 2.0 * apix)
 
 
+def check_abort(should_abort: Callable[[], bool]) -> None:
+    """Raise Aborted once ``should_abort()`` is true (RELION's abort button, say)."""
+    if should_abort():
+        raise Aborted("stopped on request")
+
+
 def _maps(inputs: RunInputs, sums: list[FourierSums]) -> Maps:
     """Both halves' maps from their sums, the full map from both, and their FSC."""
     half1, half2 = finalize(sums[0]), finalize(sums[1])
@@ -84,6 +92,7 @@ def reconstruct_start(inputs: RunInputs, reader: ImageReader,
         sums.append(_half_sums(inputs, None, ParticleImages(ps, reader), index, progress,
                                should_abort))
         progress.finish()
+    check_abort(should_abort)
     maps = _maps(inputs, sums)
     n = len(ps)
     return IterationState(ps.rotation, ps.shift_A, np.zeros(n), np.zeros(n), maps,
@@ -98,6 +107,8 @@ def _half_sums(inputs: RunInputs, aligner: ParticleAligner | None, images: Parti
     sums = FourierSums.zeros(inputs.box, PAD)
     original = inputs.particles
     for lo in range(0, len(index), inputs.options.chunk):
+        # Between chunks as well as between batches: a reconstruction has no batches.
+        check_abort(should_abort)
         part = index[lo:lo + inputs.options.chunk]
         # The prior describes the input poses' accuracy, so it stays on them: centred
         # on the last iteration's poses it let them drift (2.38 -> 2.53 deg measured).
@@ -123,7 +134,11 @@ def refine_iteration(inputs: RunInputs, previous: IterationState, it: int, res_A
     sums, gmms = [], {}
     for half, source in zip(HALVES, _gmm_sources(inputs, previous, it)):
         index = np.flatnonzero(ps.half_set == half)
-        gmm, info = half_gmm(inputs, source, res_A, opts.seed * 1000 + it * 10 + half, half)
+        check_abort(should_abort)
+        fit_progress = Progress(FIT_STEPS, f"iteration {it}, half {half}: GMM fit",
+                                unit="steps", interval_s=PROGRESS_EVERY_S)
+        gmm, info = half_gmm(inputs, source, res_A, opts.seed * 1000 + it * 10 + half, half,
+                             progress=fit_progress, should_abort=should_abort)
         log.info(f"iteration {it}, half {half}: GMM of {info['n_gauss']} Gaussians at "
                  f"{res_A:.2f} A (fit residual {info['fit_residual']:.3g})")
         aligner = ParticleAligner(gmm, inputs.box, inputs.apix, res_A, opts.alignment(),
@@ -138,6 +153,7 @@ def refine_iteration(inputs: RunInputs, previous: IterationState, it: int, res_A
             score0[part], score1[part] = poses.score_start, poses.score_end
         summary["halves"][str(half)] = {**info, "particles_per_s": rate}
         gmms[half] = gmm
+    check_abort(should_abort)
     maps = _maps(inputs, sums)
     summary.update(map_figures(inputs, maps))
     summary.update(pose_change_figures(ps, rotation, shift, inputs.apix, score0, score1))

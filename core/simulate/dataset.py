@@ -318,10 +318,10 @@ def _write_particle_files(out: Path, truth: ParticleSet, start: ParticleSet) -> 
 
     for ps in (truth, start):
         ps.root = out
-    write_particles(start, out / "particles.star")
-    write_particles(start, out / "start.star")
-    write_particles(start, out / "particles.cs")
-    write_particles(truth, out / "truth.star")
+    # The set is a project of its own: its files name the stacks from ``out``.
+    for ps, name in ((start, "particles.star"), (start, "start.star"), (start, "particles.cs"),
+                     (truth, "truth.star")):
+        write_particles(ps, out / name, project_dir=out)
 
 
 def _write_maps(out: Path, cfg: SimulationConfig, model: Model, amplitude: np.ndarray,
