@@ -10,6 +10,7 @@ refinement options are made from the engine's option table
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -42,6 +43,15 @@ def refine_flags(command):
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Local directory for the working .cs and the run (default gmmrefine_P_J); "
                    "the same one continues a stopped run.")
+@click.option("--project-dir", "project_dir_here", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Where this machine mounts the project directory, if not at "
+                                 "the server's path (stacks and maps are read from there).")
+@click.option("--mask-from", default=None, metavar="JOB[.OUTPUT]",
+              help="The mask from another job's output, e.g. J12 (its first mask output) or "
+                   "J12.mask; instead of --mask FILE.")
+@click.option("--reference-from", default=None, metavar="JOB[.OUTPUT]",
+              help="The reference map from another job's output, e.g. J15 (its first volume "
+                   "output) or J15.volume; instead of --reference FILE.")
 @click.option("--base-url", envvar="CRYOSPARC_BASE_URL", default=None,
               help="CryoSPARC URL as in the browser (5.x). [env CRYOSPARC_BASE_URL]")
 @click.option("--host", envvar="CRYOSPARC_MASTER_HOSTNAME", default=None,
@@ -55,17 +65,25 @@ def refine_flags(command):
               help="License id (4.x servers only). [env CRYOSPARC_LICENSE_ID]")
 @refine_flags
 def main(project_uid: str, job_uid: str, workspace_uid: str, output: str, title: str,
-         work_dir: Path | None, base_url: str | None, host: str | None, port: int | None,
-         email: str | None, password: str | None, license_id: str | None,
+         work_dir: Path | None, project_dir_here: Path | None, mask_from: str | None,
+         reference_from: str | None, base_url: str | None, host: str | None,
+         port: int | None, email: str | None, password: str | None, license_id: str | None,
          **values) -> None:
     """Refine the particles of job JOB in project PROJECT; save them and the maps as a
     new External job in WORKSPACE (cryosparc-tools 4.x or 5.x)."""
     from .compat import connect
-    from .cryosparc_job import run_cryosparc_job
+    from .cryosparc_job import Interrupted, run_cryosparc_job
 
     options = RefineOptions(**values)
     client = connect(base_url=base_url, host=host, port=port, email=email, password=password,
                      license_id=license_id)
-    uid = run_cryosparc_job(client, project_uid, job_uid, workspace_uid, output=output,
-                            options=options, title=title, work_dir=work_dir)
+    try:
+        uid = run_cryosparc_job(client, project_uid, job_uid, workspace_uid, output=output,
+                                options=options, title=title, work_dir=work_dir,
+                                project_dir_here=project_dir_here, mask_from=mask_from,
+                                reference_from=reference_from)
+    except Interrupted as err:
+        click.echo(f"gmmrefine: {err}; the External job is marked failed, and the same "
+                   "--work-dir continues the refinement", err=True)
+        sys.exit(130)
     click.echo(f"Refined particles and maps saved in {project_uid} {uid}")

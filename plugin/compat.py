@@ -6,12 +6,16 @@ Checked against cryosparc-tools 5.0.3 (installed) and the v4.6/v4.7 source:
 - the project directory: a property in 5.x, a method in 4.x;
 - ``job.log(text, name=...)`` updating one event exists only in 5.x;
 - ``with job.run()`` records the traceback as the failure in 5.x, only the
-  failed status in 4.x (so the error line is logged explicitly as well).
+  failed status in 4.x (so the error line is logged explicitly as well);
+  neither counts KeyboardInterrupt as a failure (``except Exception``), so
+  the adapter turns interrupts into an exception first;
+- a job's outputs and their types: ``job.model.spec.outputs`` in 5.x,
+  ``job.doc["output_result_groups"]`` in 4.x.
 """
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from pathlib import PurePath, PurePosixPath
 from typing import Any
 
 
@@ -40,7 +44,10 @@ def connect(*, base_url: str | None = None, host: str | None = None, port: int |
 def project_dir(project: Any) -> PurePosixPath:
     """The project directory as the server sees it (5.x property, 4.x method)."""
     directory = project.dir
-    return PurePosixPath(str(directory() if callable(directory) else directory))
+    # 5.x's value is a path that can also be called (deprecated, with a warning).
+    if callable(directory) and not isinstance(directory, PurePath):
+        directory = directory()
+    return PurePosixPath(str(directory))
 
 
 def log_progress(job: Any, text: str) -> None:
@@ -49,3 +56,11 @@ def log_progress(job: Any, text: str) -> None:
         job.log(text, name="progress")
     except TypeError:
         job.log(text)
+
+
+def job_outputs(job: Any) -> dict[str, str]:
+    """A job's outputs, name -> type ("particle", "volume", "mask", ...), in the job's order."""
+    model = getattr(job, "model", None)
+    if model is not None and hasattr(model, "spec"):
+        return {name: output.type for name, output in model.spec.outputs.root.items()}
+    return {group["name"]: group["type"] for group in job.doc.get("output_result_groups", [])}

@@ -2,17 +2,24 @@
 
 The data path: the upstream job's particles output (a cryosparc-tools
 Dataset) is saved as a working ``.cs`` whose blob paths resolve against the
-project directory, the engine refines it, and the refined poses go back as
-the same particles (same uids) in an External job's ``particles`` output
-(alignments3D replaced, everything else passed through), with the map and
-half maps in one ``volume`` output and progress in the job's event log.
+project directory (as the server has it, or where this machine mounts it),
+the engine refines it, and the refined poses go back as the same particles
+(same uids) in an External job's ``particles`` output (alignments3D replaced,
+everything else passed through), with the map and half maps in one
+``volume`` output, progress in the job's event log and the FSC and
+pose-change plots beside it. The mask and reference map may come from other
+jobs' outputs (plugin/job_volumes.py). Any way out but success, Ctrl-C and
+SIGTERM included, marks the job failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import signal
+import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -20,6 +27,7 @@ from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..pipeline.options import RefineOptions, RefineResult
 from .compat import log_progress, project_dir
+from .job_volumes import volume_from_job
 
 INPUT_NAME = "particles"
 PARTICLES_OUTPUT = "particles"
@@ -28,10 +36,17 @@ VOLUME_OUTPUT = "volume"
 VOLUME_SLOTS = {"map": "map", "map_half_A": "half1", "map_half_B": "half2"}
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM during the job, as an Exception: cryosparc-tools' ``job.run()``
+    marks a job failed only for an Exception and completed for anything else."""
+
+
 def run_cryosparc_job(cs_client: Any, project_uid: str, job_uid: str, workspace_uid: str, *,
                       output: str = "particles", options: RefineOptions = RefineOptions(),
                       title: str = "gmmrefine pose refinement",
                       work_dir: str | Path | None = None,
+                      project_dir_here: str | Path | None = None,
+                      mask_from: str | None = None, reference_from: str | None = None,
                       log: Callable[[str], None] = print) -> str:
     """Refine ``job_uid``'s particles and save them and the maps as a new External job.
 
@@ -45,6 +60,10 @@ def run_cryosparc_job(cs_client: Any, project_uid: str, job_uid: str, workspace_
     work_dir : local directory for the working .cs and the engine's run
         (default ``gmmrefine_<P>_<J>`` in the working directory); re-running
         with the same one continues a stopped refinement.
+    project_dir_here : where this machine mounts the project directory, when not
+        at the server's path (an External job run on a workstation).
+    mask_from, reference_from : "J12" or "J12.OUTPUT": the mask / reference map
+        from another job's output, instead of ``options.mask`` / ``options.reference``.
     log : where progress lines go besides the job's event log.
 
     Returns
@@ -55,14 +74,20 @@ def run_cryosparc_job(cs_client: Any, project_uid: str, job_uid: str, workspace_
     ------
     InputError
         Before any job is created: the output is missing, has no blob or
-        alignments3D fields, or names stacks not found under the project directory.
+        alignments3D fields, or names stacks not found under the project
+        directory; a mask or reference job output that cannot be found.
+    Interrupted
+        Ctrl-C or SIGTERM stopped the run (the job is marked failed; the same
+        ``work_dir`` continues it).
     """
     project = cs_client.find_project(project_uid)
-    directory = Path(project_dir(project))
+    directory = Path(project_dir_here) if project_dir_here is not None \
+        else Path(project_dir(project))
     work = Path(work_dir) if work_dir is not None else Path(f"gmmrefine_{project_uid}_{job_uid}")
     particles = _load_output(project, job_uid, output)
     check_particle_fields(particles, f"{project_uid} {job_uid} output {output!r}")
     check_blob_paths(particles, directory, f"{project_uid} {job_uid} output {output!r}")
+    options = _with_job_volumes(project, directory, options, mask_from, reference_from)
     input_cs = work / "input_particles.cs"
     save_dataset(particles, input_cs)
     if options.root is None:
@@ -75,9 +100,11 @@ def run_cryosparc_job(cs_client: Any, project_uid: str, job_uid: str, workspace_
     job.add_output("volume", VOLUME_OUTPUT, slots=list(VOLUME_SLOTS))
     with job.run():
         try:
-            result = _refine(job, input_cs, work / "refine", options)
-            save_particles(job, particles, result.particles_cs)
-            save_volumes(job, result)
+            with interrupts_as_errors():
+                result = _refine(job, input_cs, work / "refine", options)
+                save_particles(job, particles, result.particles_cs)
+                save_volumes(job, result)
+                log_figures(job, result)
         except Exception as err:
             # 4.x marks the job failed without saying why: say it in the log.
             job.log(f"gmmrefine failed: {type(err).__name__}: {err}", level="error")
@@ -85,6 +112,51 @@ def run_cryosparc_job(cs_client: Any, project_uid: str, job_uid: str, workspace_
         job.log(f"gmmrefine finished: {result.resolution_A:.2f} A "
                 f"(start {result.start_resolution_A:.2f} A)")
     return job.uid
+
+
+def _with_job_volumes(project: Any, directory: Path, options: RefineOptions,
+                      mask_from: str | None, reference_from: str | None) -> RefineOptions:
+    """``options`` with the mask and reference maps that other jobs' outputs hold."""
+    changes = {}
+    for kind, spec in (("mask", mask_from), ("reference", reference_from)):
+        if spec is None:
+            continue
+        if getattr(options, kind) is not None:
+            raise InputError(f"--{kind} {getattr(options, kind)} and --{kind}-from {spec}: "
+                             f"expected one {kind}")
+        changes[kind] = str(volume_from_job(project, directory, spec, kind))
+    return dataclasses.replace(options, **changes) if changes else options
+
+
+@contextlib.contextmanager
+def interrupts_as_errors() -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM raise :class:`Interrupted` (an Exception).
+
+    ``with job.run()`` catches only Exception: a KeyboardInterrupt passed through
+    it as a completed job, and SIGTERM's default ended the process with the job
+    left running.
+    """
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted) if main_thread else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted("stopped by Ctrl-C") from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def log_figures(job: Any, result: RefineResult) -> None:
+    """The run's figures (FSC, pose changes) in the job's event log, where the web
+    interface shows them."""
+    for title, path in result.figures.items():
+        if Path(path).is_file():
+            job.log_plot(str(path), title)
 
 
 def _load_output(project: Any, job_uid: str, output: str) -> Any:

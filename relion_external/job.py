@@ -2,15 +2,19 @@
 
 RELION runs it from the project directory with ``--o JOBDIR/ --in_parts
 P.star [--in_3dref M.mrc] [--in_mask K.mrc] --LABEL VALUE ... --j N``
-(relion_external/params.py). It refines into JOBDIR, prints progress to
-stdout (RELION's run.out), declares the refined particles, half maps and map
-in RELION_OUTPUT_NODES.star and leaves exactly one exit marker on every path
-out, because the pipeliner learns the outcome from nothing else. Running it
-again on the same JOBDIR continues the refinement where it stopped.
+(relion_external/params.py; RELION appends ``--pipeline_control JOBDIR/`` to a
+command containing "relion_"). It refines into JOBDIR, prints progress to
+stdout (RELION's run.out; standard error, run.err, carries errors only:
+relion_external/streams.py), declares the refined particles, half maps, map
+and logfile.pdf in RELION_OUTPUT_NODES.star and leaves exactly one exit
+marker on every path out, because the pipeliner learns the outcome from
+nothing else. Running it again on the same JOBDIR continues the refinement
+where it stopped; an abort removes RELION_JOB_ABORT_NOW so that it can.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -19,8 +23,12 @@ from pathlib import Path
 
 from ..errors import Aborted, InputError
 from ..pipeline.options import RefineResult
+from ..report import log as report_log
 from . import pipeline_files as pf
 from .params import PROGRAM, JobCommand, help_text, job_dir_of, parse_command, split_arguments
+from .streams import errors_only_on_stderr
+
+log = logging.getLogger(__name__)
 
 
 class _Terminated(Exception):
@@ -47,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     job_dir.mkdir(parents=True, exist_ok=True)
     pf.clear_exit_markers(job_dir)
+    # Every line of the job (the engine's and this adapter's) goes to stdout: run.out.
+    with errors_only_on_stderr(), report_log.lines_to(_say):
+        return _run(argv, job_dir)
+
+
+def _run(argv: list[str], job_dir: Path) -> int:
+    """The job inside main's streams: refine, declare the outputs, leave one exit marker."""
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         command = parse_command(split_arguments(argv))
@@ -56,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         nodes = output_nodes(result, job_dir)
         pf.write_output_nodes(job_dir, nodes, pf.relion_version(job_dir))
     except Aborted:
-        _say(f"{PROGRAM}: aborted on request ({pf.ABORT_NOW}); finished iterations are kept "
-             "and a re-run continues from them")
+        pf.clear_abort_request(job_dir)
+        log.info(f"{PROGRAM}: aborted on request ({pf.ABORT_NOW}, now removed); finished "
+                 "iterations are kept and a re-run continues from them")
         pf.write_exit_marker(job_dir, pf.ABORTED)
         return 2
     except InputError as err:
@@ -71,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
-    _say(f"{PROGRAM}: done; final resolution {result.resolution_A:.2f} A "
-         f"(start {result.start_resolution_A:.2f} A)")
+    log.info(f"{PROGRAM}: done; final resolution {result.resolution_A:.2f} A "
+             f"(start {result.start_resolution_A:.2f} A)")
     pf.write_exit_marker(job_dir, pf.SUCCESS)
     return 0
 
@@ -111,18 +127,21 @@ def output_nodes(result: RefineResult, job_dir: Path) -> list[pf.OutputNode]:
         path = Path(path)
         return os.path.relpath(path, Path.cwd()) if path.is_absolute() else str(path)
 
-    return [pf.OutputNode(relative(result.particles_star), "particles"),
-            pf.OutputNode(relative(result.half1), "halfmap"),
-            pf.OutputNode(relative(result.half2), "halfmap"),
-            pf.OutputNode(relative(result.map), "map")]
+    nodes = [pf.OutputNode(relative(result.particles_star), "particles"),
+             pf.OutputNode(relative(result.half1), "halfmap"),
+             pf.OutputNode(relative(result.half2), "halfmap"),
+             pf.OutputNode(relative(result.map), "map")]
+    if result.logfile_pdf is not None:
+        nodes.append(pf.OutputNode(relative(result.logfile_pdf), "logfile"))
+    return nodes
 
 
 def _refine(command: JobCommand) -> RefineResult:
     from ..pipeline.run import run_refinement  # after set_threads: it imports TensorFlow
 
-    _say(f"{PROGRAM}: refining {command.particles} into {command.job_dir} "
-         f"with {command.threads} thread(s)")
-    return run_refinement(command.particles, command.job_dir, command.options, log=_say,
+    log.info(f"{PROGRAM}: refining {command.particles} into {command.job_dir} "
+             f"with {command.threads} thread(s)")
+    return run_refinement(command.particles, command.job_dir, command.options,
                           should_abort=lambda: pf.abort_requested(command.job_dir))
 
 

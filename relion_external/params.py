@@ -51,7 +51,10 @@ def _parameters() -> dict[str, Parameter]:
 PARAMETERS: dict[str, Parameter] = _parameters()
 
 # The arguments RELION adds itself, spelt its way (underscores and all).
-RELION_ARGUMENTS = ("o", "in_parts", *INPUT_NODES, "j")
+# --pipeline_control JOBDIR/ is appended to any command line containing
+# "relion_" (3.1.3 src/pipeline_jobs.cpp), e.g. `python -m gmmrefine.relion_external`;
+# it names the job directory, which --o gives already.
+RELION_ARGUMENTS = ("o", "in_parts", *INPUT_NODES, "j", "pipeline_control")
 
 
 def table_label(label: str) -> str:
@@ -188,7 +191,7 @@ def _threads(text: str) -> int:
 # --- what the parameters are, for people -------------------------------------------------
 
 USAGE = (f"Usage: {PROGRAM} --o JOBDIR/ --in_parts P.star [--in_3dref M.mrc] "
-         "[--in_mask K.mrc] [--LABEL VALUE ...] [--j N]")
+         "[--in_mask K.mrc] [--LABEL VALUE ...] [--j N] [--pipeline_control JOBDIR/]")
 
 
 def help_text(width: int = 100) -> str:

@@ -23,12 +23,13 @@ EXIT_MARKERS = (SUCCESS, FAILURE, ABORTED)
 OUTPUT_NODES = "RELION_OUTPUT_NODES.star"
 
 # Node types per kind of output: RELION 3.1's integers (src/pipeline_jobs.h:
-# NODE_PART_DATA 3, NODE_3DREF 6, NODE_HALFMAP 10), 4.0's labels, and 5.0's,
+# NODE_PART_DATA 3, NODE_3DREF 6, NODE_HALFMAP 10, NODE_PDF_LOGFILE 13), 4.0's
+# labels (LABEL_LOGFILE_CPIPE "LogFile.pdf.relion" in 4.0 and 5.0), and 5.0's,
 # which renamed particles (5.0 converts old labels only in pipelines older
 # than its own, so a 5.0 job must declare the new one itself).
-NODE_INT = {"particles": 3, "map": 6, "halfmap": 10}
+NODE_INT = {"particles": 3, "map": 6, "halfmap": 10, "logfile": 13}
 NODE_LABEL_40 = {"particles": "ParticlesData.star.relion", "map": "DensityMap.mrc",
-                 "halfmap": "DensityMap.mrc.halfmap"}
+                 "halfmap": "DensityMap.mrc.halfmap", "logfile": "LogFile.pdf.relion"}
 NODE_LABEL_50 = {**NODE_LABEL_40, "particles": "ParticleGroupMetadata.star.relion"}
 
 
@@ -61,6 +62,13 @@ def write_exit_marker(job_dir: Path, marker: str) -> None:
 def abort_requested(job_dir: Path) -> bool:
     """True once RELION's abort button (or a user) has created RELION_JOB_ABORT_NOW."""
     return (job_dir / ABORT_NOW).exists()
+
+
+def clear_abort_request(job_dir: Path) -> None:
+    """Remove RELION_JOB_ABORT_NOW once the job has stopped for it, as RELION's External job
+    documentation asks: left behind, it stops the next run started by hand at once (only
+    the pipeliner removes it before a run)."""
+    (job_dir / ABORT_NOW).unlink(missing_ok=True)
 
 
 def relion_version(job_dir: Path) -> int:

@@ -61,6 +61,9 @@ class FakeExternalJob:
     def log(self, text, *, level="text", name=None):
         self.calls.append(("log", text, level, name))
 
+    def log_plot(self, figure, text, **kwargs):
+        self.calls.append(("log_plot", text))
+
     @contextlib.contextmanager
     def run(self):
         self.status = "running"

@@ -34,7 +34,7 @@ def _sample(parameter) -> str:
 
 # Rows whose values have a form of their own, and rows that only a batch cluster uses.
 SAMPLES = {"sym": "C2", "cluster": "local:2", "scheduler": "tcp://node1:8786",
-           "worker-memory": "16GB", "walltime": "04:00:00"}
+           "worker-memory": "16GB", "walltime": "04:00:00", "gpu": "1"}
 WITH_A_CLUSTER = ("queue", "worker-cores", "worker-memory", "worker-gpus", "walltime",
                   "cluster-config")
 

@@ -28,6 +28,7 @@ from ..data.rotations import matrix_to_rotvec, rotvec_to_matrix
 from ..errors import InputError, quoted
 from .atomic import atomic_path
 from .cs_optics import aberration_columns, aberration_fields, group_aberrations
+from .cs_passthrough import with_passthrough
 from .npy import read_npy_file
 
 POSE_FIELDS = ("alignments3D/pose", "alignments3D/shift")
@@ -224,17 +225,19 @@ def read_cs(path: str | os.PathLike, apix: float | None = None) -> ParticleSet:
 
     Parameters
     ----------
-    path : the ``.cs`` file (its stacks need not exist).
+    path : the ``.cs`` file (its stacks need not exist); a passthrough file
+        beside it, as CryoSPARC exports a job, is joined by uid
+        (gmmrefine.io.cs_passthrough).
     apix : pixel size in Angstrom overriding blob/psize_A (needed when absent).
 
     Returns
     -------
-    ParticleSet with ``cs`` holding the array as read and ``root`` unset.
+    ParticleSet with ``cs`` holding the array as read (and joined) and ``root`` unset.
     Without alignments3D/pose, ``has_pose`` is False; without
     alignments3D/split, ``half_set`` is 0.
     """
     path = Path(path)
-    arr = load_cs(path)
+    arr = with_passthrough(load_cs(path), path, load_cs)
     n = len(arr)
     if n == 0:
         raise InputError(f"{path}: the .cs table has no rows; expected particles")

@@ -13,6 +13,10 @@ STAR -> .cs -> STAR and .cs -> STAR -> .cs lose nothing
   RELION 3.1 keeps untouched as an unknown label;
 - rlnMicrographName <-> location/micrograph_path and, with poses,
   rlnClassNumber <-> alignments3D/class + 1 are translated instead.
+
+Image paths are written so that the stacks are found from the project
+directory, which RELION runs every job in and gmmrefine looks in first
+(:func:`host_image_paths`): a written file works wherever it is written.
 """
 
 from __future__ import annotations
@@ -55,11 +59,12 @@ def read_particles(path: str | os.PathLike, root: str | os.PathLike | None = Non
     path : the particle file; its stacks need not exist.
     root : directory image paths resolve against. Default: for STAR the
         working directory (RELION's project directory) if the first stack is
-        found there, else the STAR's directory, else the directory two or
-        three levels up (the project of a job's STAR); for ``.cs`` the project
-        directory (the parent of the job directory holding the file), else
-        the file's directory, else the working directory, whichever finds
-        the first stack (the project directory when none does).
+        found there, else the STAR's directory, else the nearest directory
+        above it that has the stack (the project of a job's STAR, or of one
+        written deeper); for ``.cs`` the project directory (the parent of the
+        job directory holding the file), else the file's directory, else the
+        working directory, else a directory further up, whichever finds the
+        first stack (the project directory when none does).
     apix : pixel size (A) overriding a ``.cs`` file's blob/psize_A.
 
     Returns
@@ -71,11 +76,12 @@ def read_particles(path: str | os.PathLike, root: str | os.PathLike | None = Non
         ps = star_io.read_star(path)
         # RELION resolves against the project directory it runs in; a STAR of a job
         # (Project/Refine3D/job010/run_data.star) has that directory two levels up.
-        candidates = [Path.cwd(), path.parent, *path.absolute().parents[1:3]]
+        candidates = [Path.cwd(), path.parent, *path.absolute().parents[1:]]
         fallback = path.parent
     else:
         ps = cs_io.read_cs(path, apix=apix)
-        candidates = [path.parent.parent, path.parent, Path.cwd()]
+        candidates = [path.parent.parent, path.parent, Path.cwd(),
+                      *path.absolute().parents[2:]]
         fallback = path.parent.parent
     ps.root = Path(root) if root is not None else _find_root(ps, candidates, fallback)
     _fill_missing_box(ps)
@@ -144,14 +150,53 @@ def describe(ps: ParticleSet) -> str:
 
 # --- writing ----------------------------------------------------------------------------
 
-def write_particles(ps: ParticleSet, path: str | os.PathLike) -> None:
+def host_image_paths(ps: ParticleSet, project_dir: str | os.PathLike) -> np.ndarray:
+    """The image path of each particle as a file written for the hosts should hold it.
+
+    RELION reads image paths relative to its project directory, the working
+    directory of every job, whatever directory the STAR file is in. So a path
+    that already names the stack from ``project_dir`` is kept as it is; a
+    stack found elsewhere (through ``ps.root``) is named relative to
+    ``project_dir`` when it lies below it, else by its absolute path. Paths
+    whose stack does not exist are kept: conversion needs no stacks, and there
+    is nothing to point at.
+    """
+    paths = np.asarray(ps.image_path, dtype=object)
+    if ps.root is None:
+        return paths
+    project = Path(os.path.abspath(project_dir))
+    # One decision per stack, not per particle (10^6 particles share 10^3 stacks).
+    codes, names = pd.factorize(paths)
+    return np.array([_host_path(name, ps.root, project) for name in names], object)[codes]
+
+
+def _host_path(name: str, root: Path, project: Path) -> str:
+    stack = root / name
+    if Path(name).is_absolute() or not stack.is_file():
+        return name
+    if (project / name).is_file() and os.path.samefile(project / name, stack):
+        return name
+    # abspath, not resolve: a project's symlinked folders (movies/, say) stay as they are.
+    full = os.path.abspath(stack)
+    relative = os.path.relpath(full, project)
+    outside = relative == os.pardir or relative.startswith(os.pardir + os.sep)
+    return full if outside else relative
+
+
+def write_particles(ps: ParticleSet, path: str | os.PathLike, *,
+                    project_dir: str | os.PathLike | None = None) -> None:
     """Write ``ps`` as ``.star`` or ``.cs`` by suffix (atomic), keeping every column.
 
     In the format ``ps`` came from, its own table is the starting point and
     only canonical fields are overwritten; across formats the other format's
-    columns are carried (module docstring).
+    columns are carried (module docstring). Image paths name the stacks from
+    ``project_dir`` (default: the working directory, RELION's project
+    directory; :func:`host_image_paths`).
     """
     path = Path(path)
+    paths = host_image_paths(ps, Path.cwd() if project_dir is None else project_dir)
+    if not np.array_equal(paths, ps.image_path):
+        ps = dataclasses.replace(ps, image_path=paths)
     if _suffix(path) == ".star":
         if ps.star_particles is None and ps.cs is not None:
             particles, optics = cs_fields_as_star(ps)

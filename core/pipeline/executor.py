@@ -21,6 +21,7 @@ import numpy as np
 
 from ..data.images import ImageReader, ParticleImages
 from ..data.particles import ParticleSet
+from ..errors import Aborted
 from ..reconstruct.backproject import FourierSums
 from .chunk import AlignerSpec, ChunkPoses, refine_chunk
 from .options import RefineOptions
@@ -85,6 +86,12 @@ class ChunkExecutor(Protocol):
                  should_abort: Callable[[], bool]) -> HalfResult: ...
 
 
+def check_abort(should_abort: Callable[[], bool]) -> None:
+    """Raise Aborted once ``should_abort()`` is true (RELION's abort button, say)."""
+    if should_abort():
+        raise Aborted("stopped on request")
+
+
 class InProcess:
     """The chunks one after another in this process, into one set of sums."""
 
@@ -98,6 +105,8 @@ class InProcess:
         sums = FourierSums.zeros(work.box, work.pad)
         poses = []
         for rows in plan.chunks():
+            # Between chunks as well as between batches: a reconstruction has no batches.
+            check_abort(should_abort)
             result = refine_chunk(aligner, images, rows, sums, prior_poses=plan.prior(rows),
                                   progress=progress, should_abort=should_abort)
             poses.append((rows, result))

@@ -21,12 +21,13 @@ from ..data.images import ImageReader
 from ..data.particles import ParticleSet
 from ..data.rotations import angle_between_deg
 from ..data.symmetry_groups import symmetry_operators
+from ..gmm.fit import FIT_STEPS
 from ..gmm.model import GMM
 from ..reconstruct.backproject import FourierSums, finalize, symmetrize_sums
 from ..reconstruct.fsc import fsc_curve, masked_fsc_corrected, resolution_at
 from ..report.progress import Progress
 from .chunk import AlignerSpec
-from .executor import IN_PROCESS, ChunkExecutor, ChunkPlan, HalfWork
+from .executor import IN_PROCESS, ChunkExecutor, ChunkPlan, HalfWork, check_abort
 from .inputs import RunInputs
 from .references import half_gmm, wiener_weighted
 from .run_directory import IterationState, Maps
@@ -86,6 +87,7 @@ def reconstruct_start(inputs: RunInputs, reader: ImageReader,
         sums.append(_half_sums(inputs, executor, work, ps, index, reader, progress,
                                should_abort))
         progress.finish()
+    check_abort(should_abort)
     maps = _maps(inputs, sums)
     n = len(ps)
     return IterationState(ps.rotation, ps.shift_A, np.zeros(n), np.zeros(n), maps,
@@ -122,7 +124,11 @@ def refine_iteration(inputs: RunInputs, previous: IterationState, it: int, res_A
     sums, gmms = [], {}
     for half, source in zip(HALVES, _gmm_sources(inputs, previous, it)):
         index = np.flatnonzero(ps.half_set == half)
-        gmm, info = half_gmm(inputs, source, res_A, opts.seed * 1000 + it * 10 + half, half)
+        check_abort(should_abort)
+        fit_progress = Progress(FIT_STEPS, f"iteration {it}, half {half}: GMM fit",
+                                unit="steps", interval_s=PROGRESS_EVERY_S)
+        gmm, info = half_gmm(inputs, source, res_A, opts.seed * 1000 + it * 10 + half, half,
+                             progress=fit_progress, should_abort=should_abort)
         log.info(f"iteration {it}, half {half}: GMM of {info['n_gauss']} Gaussians at "
                  f"{res_A:.2f} A (fit residual {info['fit_residual']:.3g})")
         label = f"iteration {it}, half {half}"
@@ -138,6 +144,7 @@ def refine_iteration(inputs: RunInputs, previous: IterationState, it: int, res_A
             score0[part], score1[part] = poses.score_start, poses.score_end
         summary["halves"][str(half)] = {**info, "particles_per_s": rate}
         gmms[half] = gmm
+    check_abort(should_abort)
     maps = _maps(inputs, sums)
     summary.update(map_figures(inputs, maps))
     summary.update(pose_change_figures(ps, rotation, shift, inputs.apix, score0, score1))

@@ -26,6 +26,7 @@ from ..data.symmetry_groups import EXPECTED as POINT_GROUPS
 from ..data.symmetry_groups import symmetry_operators
 from ..errors import InputError
 from ..gmm.focus import OUTSIDE_MODES
+from ..gpu_request import CPU_WORD, parse_gpu
 from . import cluster_spec
 from .ownership import RunIdentity
 
@@ -209,6 +210,11 @@ class RefineOptions:
     chunk: int = _option(
         2000, "chunk", int, "particles read and aligned at once: one chunk's full-size "
         "spectra are held in memory (bounds host memory)", at_least=1)
+    gpu: str | None = _option(
+        None, "gpu", str, "GPU to compute on, as RELION's 'Which GPUs to use' field writes ids "
+        f"(0, 0,1 or 0:1: the first is used, one GPU per run; numbered within "
+        f"CUDA_VISIBLE_DEVICES), or {CPU_WORD}", none="auto",
+        none_means="the first GPU TensorFlow sees, else the CPU", metavar="IDS")
     steps: int | None = _option(
         None, "steps", int, "optimiser steps per particle and iteration", at_least=0,
         none="auto", none_means=f"{_GN.iterations} Gauss-Newton steps (score cc), "
@@ -303,6 +309,7 @@ class RefineOptions:
         run can use. Every front end and the engine rely on this one check."""
         for name, option, _ in option_fields():
             option.check(getattr(self, name))
+        parse_gpu(self.gpu)
         if self.score == "frc" and self.coarse_passes:
             raise InputError(f"--coarse-passes {self.coarse_passes} with --score frc: "
                              "expected 0 (coarse passes exist for score cc only)")
@@ -328,7 +335,7 @@ class RefineOptions:
 
 # Options that may change between a run and its resumption: more iterations,
 # how work is batched, and where it runs change no finished result.
-RESUMABLE = frozenset({"iterations", "batch", "chunk", "root", "cluster", "scheduler", "queue",
+RESUMABLE = frozenset({"iterations", "batch", "chunk", "root", "gpu", "cluster", "scheduler", "queue",
                        "worker_cores", "worker_memory", "worker_gpus", "walltime",
                        "cluster_config"})
 INPUT_FILE_OPTIONS = ("mask", "reference", "model")
@@ -375,3 +382,6 @@ class RefineResult:
     # With a mask: the corrected FSC's resolution within it, at the start and at the end.
     start_masked_resolution_A: float | None = None
     masked_resolution_A: float | None = None
+    # The run's figures in one PDF (RELION shows it), and each figure as a PNG by title.
+    logfile_pdf: Path | None = None
+    figures: dict[str, Path] = field(default_factory=dict)

@@ -44,7 +44,8 @@ from ..report.plots import plot_fsc
 from ..report.slices import plot_run_comparison
 from .executor import IN_PROCESS, ChunkExecutor
 from .inputs import read_model
-from .options import RefineOptions, RefineResult, run_identity
+from .logfile import LOGFILE_PDF, write_patch_logfile
+from .options import RESUMABLE, RefineOptions, RefineResult, run_identity
 from .ownership import claimed
 from .refinement import refine_single
 from .run_directory import (
@@ -96,13 +97,21 @@ def _write_table(path: Path, patches: list[Patch], before: list[float], after: l
     write_text_atomic(path, buffer.getvalue())
 
 
+def _patch_rows(patches: list[Patch], before: list[float], after: list[float]
+                ) -> list[dict[str, str]]:
+    """logfile.pdf's table: one row per patch, as patches.csv has it."""
+    return [{"patch": str(p.index), "centre (A)": ", ".join(f"{c:.1f}" for c in p.centre_A),
+             "radius (A)": f"{p.radius_A:.1f}", "Gaussians": str(p.n_gauss),
+             "before (A)": f"{b:.2f}", "after (A)": f"{a:.2f}"}
+            for p, b, a in zip(patches, before, after)]
+
+
 class _PatchRefinement:
     def __init__(self, particles: Path, out_dir: Path, options: RefineOptions,
                  should_abort: Callable[[], bool], executor: ChunkExecutor = IN_PROCESS):
         self.particles, self.out, self.options = particles, out_dir, options
         self.should_abort, self.executor = should_abort, executor
         ps = read_particles(particles, root=options.root)
-        self.root = str(ps.root)
         self.box, self.apix = ps.output_grid(options.box, options.apix)
         self.region = (None if options.mask is None
                        else read_mask(options.mask, self.box, self.apix))
@@ -113,8 +122,9 @@ class _PatchRefinement:
 
     def run(self) -> RefineResult:
         # The patch run owns the top directory; each stage owns its own below it.
-        with claimed(self.out, run_identity(self.particles, self.options,
-                                            frozenset({"batch", "chunk", "root"}))) as record:
+        # More global iterations would change every patch's start: not resumable here.
+        resumable = RESUMABLE - {"iterations"}
+        with claimed(self.out, run_identity(self.particles, self.options, resumable)) as record:
             return self._run(record)
 
     def _run(self, record: dict) -> RefineResult:
@@ -138,11 +148,12 @@ class _PatchRefinement:
                  f"({', '.join(f'{c:.1f}' for c in patch.centre_A)}) A, radius "
                  f"{patch.radius_A:.1f} A; {self.options.patch_iterations} focused iterations")
         # Each patch starts from the global poses and refines its own copy of them.
-        # The global run's files keep the input's image paths (RELION's: relative to
-        # the project), so they resolve where the input's did.
+        # The global run's files name the stacks from the project directory (the
+        # working directory, as RELION has it: gmmrefine.io.particles), so no root is
+        # needed to find them.
         patch_opts = _single_run(self.options, mask=str(mask_path),
                                  iterations=self.options.patch_iterations, res_A=None,
-                                 reference=None, root=self.root)
+                                 reference=None, root=None)
         return self._refine(glob.particles_star, out, patch_opts)
 
     def _composite(self, record: dict, glob: RefineResult, patches: list[Patch],
@@ -163,6 +174,12 @@ class _PatchRefinement:
         after = [r.masked_resolution_A for r in results]
         _write_table(self.out / PATCHES_CSV, patches, before, after)
         res = resolution_at(fsc, self.box, self.apix)
+        logfile = write_patch_logfile(
+            self.out / LOGFILE_PDF, _patch_rows(patches, before, after),
+            {"global": global_fsc, "composite": fsc,
+             "composite, within the patches": masked.corrected}, self.box, self.apix,
+            [f"composite {res:.2f} A, global {glob.resolution_A:.2f} A (FSC 0.143); each "
+             f"patch's own run, with its logfile.pdf, in {self.out}/patch_NN"])
         self._comparison(glob, patches, masks, before, after, lowpass(full, self.apix, res))
         model = (None if self.options.model is None
                  else read_model(self.options.model, self.box, self.apix))
@@ -181,7 +198,9 @@ class _PatchRefinement:
         files = run_files(self.out)
         return RefineResult(self.out, glob.particles_star, glob.particles_cs, files.half1,
                             files.half2, files.map, files.fsc_csv, glob.start_resolution_A, res,
-                            [*glob.resolutions_A, res])
+                            [*glob.resolutions_A, res], logfile_pdf=logfile,
+                            figures={"FSC": self.out / FSC_PNG,
+                                     "patches before and after": self.out / COMPARISON_PNG})
 
     def _comparison(self, glob: RefineResult, patches: list[Patch], masks: list[np.ndarray],
                     before: list[float], after: list[float], final: np.ndarray) -> None:

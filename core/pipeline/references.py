@@ -9,6 +9,8 @@ run's mask.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from ..errors import InputError
@@ -51,18 +53,23 @@ def solvent_mask(volume: np.ndarray, apix: float) -> np.ndarray | None:
 
 
 def half_gmm(inputs: RunInputs, source: np.ndarray, res_A: float, seed: int,
-             half: int) -> tuple[GMM, dict]:
+             half: int, *, progress=None, should_abort: Callable[[], bool] = lambda: False
+             ) -> tuple[GMM, dict]:
     """This half's GMM at ``res_A`` fitted to ``source`` (its map, already weighted), focused
-    by the run's mask; and what the fit did, for the record."""
+    by the run's mask; and what the fit did, for the record.
+
+    ``progress`` (a gmmrefine.report.progress.Progress over the fit's steps) and
+    ``should_abort`` go to the fit (gmmrefine.gmm.fit.fit_gmm)."""
+    fit = {"progress": progress, "should_abort": should_abort}
     opts, apix = inputs.options, inputs.apix
     if inputs.model is not None:
         coords, weights = inputs.model
         gmm, residual = gmm_from_model(coords, weights, source, apix, res_A,
-                                       np.random.default_rng(seed))
+                                       np.random.default_rng(seed), **fit)
         info = {"n_gauss": len(gmm), "fit_residual": residual, "seeded_from": "model"}
     else:
         gmm, report = gmm_from_map(source, apix, res_A, n=opts.n_gauss, seed=seed,
-                                   mask=solvent_mask(source, apix))
+                                   mask=solvent_mask(source, apix), **fit)
         info = {"n_gauss": len(gmm), "fit_residual": report.residual_end,
                 "mean_nn_A": report.mean_nn_A, "seeded_from": "map"}
     if inputs.mask is None:

@@ -14,8 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..data.particles import ParticleSet
 from ..data.rotations import angle_between_deg
+from ..device import select_device
 from ..io.particles import write_particles
 from ..io.stack import StackReader
 from ..reconstruct.fsc import fsc_curve, masked_fsc_corrected, resolution_at
@@ -25,6 +25,7 @@ from ..report.plots import plot_fsc, plot_pose_changes
 from . import iteration
 from .executor import IN_PROCESS, ChunkExecutor
 from .inputs import RunInputs, read_inputs
+from .logfile import LOGFILE_PDF, write_refinement_logfile
 from .options import RefineOptions, RefineResult, run_identity
 from .ownership import claimed
 from .run_directory import (
@@ -70,6 +71,7 @@ class _Refinement:
                 state = self._iteration(it, state, res_A, reader)
                 states.append(state)
                 run.write_record([s.summary for s in states])
+        iteration.check_abort(self.should_abort)
         return self._finish(states)
 
     def _start(self, reader: StackReader) -> IterationState:
@@ -96,8 +98,7 @@ class _Refinement:
         for half, gmm in gmms.items():
             run.save_gmm(it, half, gmm, inputs.box, inputs.apix)
         plot_pose_changes(run.iteration_dir(it) / POSE_CHANGES_PNG,
-                          angle_between_deg(previous.rotation, state.rotation),
-                          np.linalg.norm(state.shift_A - previous.shift_A, axis=1) / inputs.apix,
+                          *self._changes(previous, state),
                           f"iteration {it}: change from the previous poses")
         run.save_iteration(it, state, inputs.apix)
         summary = state.summary
@@ -134,7 +135,8 @@ class _Refinement:
         if maps.fsc_masked is not None:
             curves["final, within the mask"] = maps.fsc_masked
         plot_fsc(out / FSC_PNG, curves, box, apix)
-        self._plot_total_change(inputs.particles, final_ps)
+        plot_pose_changes(out / POSE_CHANGES_PNG, *self._changes(states[0], states[-1]),
+                          "change from the input poses")
         summaries = [s.summary for s in states]
         resolutions = [s["resolution_A"] for s in summaries]
         final_res = resolution_at(maps.fsc, box, apix, 0.143)
@@ -152,17 +154,35 @@ class _Refinement:
             masked_end = resolution_at(maps.fsc_masked, box, apix)
             extra.update(start_masked_resolution_A=masked_start, masked_resolution_A=masked_end)
             log.info(f"within the mask (corrected): {masked_start:.2f} A -> {masked_end:.2f} A")
+        logfile = self._write_logfile(states, curves, final_res)
         run.write_record(summaries, extra)
         log.info(f"resolution {resolutions[0]:.2f} A -> {final_res:.2f} A; results in {out}")
         return RefineResult(out, files.particles_star, files.particles_cs, files.half1,
                             files.half2, files.map, files.fsc_csv, resolutions[0], final_res,
-                            resolutions[1:], masked_start, masked_end)
+                            resolutions[1:], masked_start, masked_end, logfile,
+                            {"FSC": out / FSC_PNG, "pose changes": out / POSE_CHANGES_PNG})
 
-    def _plot_total_change(self, before: ParticleSet, after: ParticleSet) -> None:
-        angle = angle_between_deg(before.rotation, after.rotation)
-        shift = np.linalg.norm(after.shift_A - before.shift_A, axis=1) / self.inputs.apix
-        plot_pose_changes(self.run.path / POSE_CHANGES_PNG, angle, shift,
-                          "change from the input poses")
+    def _write_logfile(self, states: list[IterationState], curves: dict, final_res: float
+                       ) -> Path:
+        """logfile.pdf: the iteration table, the FSC curves, the pose changes of every
+        iteration and in total."""
+        inputs = self.inputs
+        changes = [(f"iteration {s.summary['iteration']}: change from the previous poses",
+                    *self._changes(before, s)) for before, s in zip(states, states[1:])]
+        changes.append(("change from the input poses", *self._changes(states[0], states[-1])))
+        notes = [f"input {inputs.source}: {len(inputs.particles)} particles, box {inputs.box}, "
+                 f"{inputs.apix:.4g} A/px, symmetry {inputs.options.sym}",
+                 f"final resolution {final_res:.2f} A (FSC 0.143); maps, particles and the "
+                 f"FSC table in {self.run.path}"]
+        return write_refinement_logfile(self.run.path / LOGFILE_PDF,
+                                        [s.summary for s in states], curves, changes,
+                                        inputs.box, inputs.apix, notes)
+
+    def _changes(self, before: IterationState, after: IterationState
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Each particle's angle change (deg) and shift change (px) from ``before``."""
+        return (angle_between_deg(before.rotation, after.rotation),
+                np.linalg.norm(after.shift_A - before.shift_A, axis=1) / self.inputs.apix)
 
 
 def refine_single(particles: Path, out_dir: Path, options: RefineOptions, *,
@@ -178,6 +198,7 @@ def refine_single(particles: Path, out_dir: Path, options: RefineOptions, *,
     """
     out_dir = Path(out_dir)
     with report_log.held() as early:
+        log.info(select_device(options.gpu))
         inputs = read_inputs(Path(particles), options)
         # Nothing is written before the inputs are checked; their lines join the log after.
         with claimed(out_dir, run_identity(particles, options)) as record, \

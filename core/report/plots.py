@@ -1,4 +1,8 @@
-"""Figures gmmrefine writes: FSC curves (one or one per iteration)."""
+"""Figures gmmrefine writes: FSC curves (one or one per iteration) and pose changes.
+
+Each figure is built by a ``*_figure`` function (for a PNG, a page of a PDF
+log, or a host's event log) and written by a ``plot_*`` one.
+"""
 
 from __future__ import annotations
 
@@ -35,12 +39,23 @@ def _resolution_label(inverse_A: float, _pos=None) -> str:
 
 def plot_fsc(path_png: str | os.PathLike, curves: dict[str, np.ndarray], box: int, apix: float,
              thresholds: tuple[float, ...] = (0.143,)) -> None:
-    """Plot FSC curves against spatial frequency and write a PNG.
+    """Plot FSC curves against spatial frequency and write a PNG (through a temporary
+    name); the arguments after the path are :func:`fsc_figure`'s."""
+    save_png(fsc_figure(curves, box, apix, thresholds), path_png)
+
+
+def save_png(figure: Figure, path_png: str | os.PathLike) -> None:
+    """Write ``figure`` as a PNG through a temporary name."""
+    with atomic_path(path_png) as tmp:
+        figure.savefig(tmp, format="png")
+
+
+def fsc_figure(curves: dict[str, np.ndarray], box: int, apix: float,
+               thresholds: tuple[float, ...] = (0.143,)) -> Figure:
+    """FSC curves against spatial frequency, resolution in Angstrom on the top axis.
 
     Parameters
     ----------
-    path_png : path-like
-        Output PNG, written through a temporary name.
     curves : dict
         Legend name -> FSC per shell 0 .. box // 2 (insertion order is kept;
         more than six curves are drawn in a sequential colour map).
@@ -82,12 +97,16 @@ def plot_fsc(path_png: str | os.PathLike, curves: dict[str, np.ndarray], box: in
     ax.legend(loc="upper left" if many else "upper right", bbox_to_anchor=(1.06, 1.0) if many else None,
               fontsize=8 if many else 9, ncol=2 if len(curves) > 16 else 1, frameon=False)
     figure.tight_layout()
-    with atomic_path(path_png) as tmp:
-        figure.savefig(tmp, format="png")
+    return figure
 
 
 def plot_pose_changes(path_png: str | os.PathLike, angle_deg: np.ndarray, shift_px: np.ndarray,
                       title: str = "") -> None:
+    """Write :func:`pose_change_figure` as a PNG."""
+    save_png(pose_change_figure(angle_deg, shift_px, title), path_png)
+
+
+def pose_change_figure(angle_deg: np.ndarray, shift_px: np.ndarray, title: str = "") -> Figure:
     """Histograms of each particle's angle change (deg) and shift change (px), mean and sd shown."""
     figure = Figure(figsize=(9, 3.6))
     FigureCanvasAgg(figure)
@@ -102,5 +121,4 @@ def plot_pose_changes(path_png: str | os.PathLike, angle_deg: np.ndarray, shift_
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    with atomic_path(path_png) as tmp:
-        figure.savefig(tmp, format="png")
+    return figure

@@ -61,6 +61,11 @@ class Progress:
         self._start = clock()
         self._last_line = self._start
 
+    def start(self) -> None:
+        """Restart the clock now: work before (a k-means seeding, say) does not count
+        towards the rate or the time left."""
+        self._start = self._last_line = self.clock()
+
     def _write(self, line: str) -> None:
         if self.stream is None:
             _log.info(line)

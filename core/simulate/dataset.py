@@ -305,11 +305,11 @@ def _write_particle_files(out: Path, cfg: SimulationConfig, truth: ParticleSet,
 
     for ps in (truth, start):
         ps.root = out
-    write_particles(start, out / "particles.star")
-    write_particles(start, out / "start.star")
-    if _cs_can_hold(cfg):
-        write_particles(start, out / "particles.cs")
-    write_particles(truth, out / "truth.star")
+    # The set is a project of its own: its files name the stacks from ``out``.
+    names = ["particles.star", "start.star"] + (["particles.cs"] if _cs_can_hold(cfg) else [])
+    for name in names:
+        write_particles(start, out / name, project_dir=out)
+    write_particles(truth, out / "truth.star", project_dir=out)
 
 
 def _cs_can_hold(cfg: SimulationConfig) -> bool:
