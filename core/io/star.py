@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import starfile
 
+from .. import __version__
 from ..data.particles import OpticsGroup, ParticleSet, empty_like_arrays
 from ..data.rotations import euler_to_matrix, matrix_to_euler
 from ..errors import InputError, quoted
@@ -93,9 +94,19 @@ def read_star_tables(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
 
 
 def write_star_tables(path: str | os.PathLike, tables: dict[str, pd.DataFrame]) -> None:
-    """Write data blocks as loops, through a temporary file."""
+    """Write data blocks as loops, through a temporary file.
+
+    The same tables give the same bytes: the STAR library's first line names
+    the time of writing, so it is replaced by one naming the writer. A resumed
+    run that writes its outputs again then leaves files (and the content
+    hashes later stages record of them) unchanged.
+    """
     with atomic_path(path) as tmp:
         starfile.write(tables, tmp, float_format=FLOAT_FORMAT, sep="\t")
+        text = tmp.read_text()
+        first, _, rest = text.partition("\n")
+        if first.startswith("# Created by the starfile"):
+            tmp.write_text(f"# Written by gmmrefine {__version__}\n{rest}")
 
 
 # --- reading particles ----------------------------------------------------------------
