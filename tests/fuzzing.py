@@ -67,7 +67,6 @@ def _seed_star_from_cs(path: Path) -> None:
 
 def _read_stack(path: Path) -> object:
     with StackReader(path.parent, source=path.with_suffix(".star")) as reader:
-        reader.stack_length(path.name)
         return reader.read([path.name] * STACK_IMAGES, np.arange(STACK_IMAGES))
 
 

@@ -95,3 +95,31 @@ def test_reads_real_betagal_float16_stack():
     assert got.shape == (3, 64, 64) and got.dtype == np.float32 and np.all(np.isfinite(got))
     # Each image is normalised to background mean 0, sd 1 (PROVENANCE.md).
     assert 0.3 < got.std() < 3.0
+
+
+@pytest.mark.parametrize("dtype", [">i2", "<i2", "<f4", ">f4", "<u2", "i1"])
+def test_frames_in_any_order_and_byte_order_read_as_mrcfile_reads_them(tmp_path, dtype):
+    # Runs of consecutive frames are read in one piece; repeats, gaps and any order
+    # must still give each particle its own frame, whatever the file's type.
+    rng = np.random.default_rng(5)
+    data = (rng.normal(size=(12, 6, 10)) * 20).astype(np.dtype(dtype))
+    with mrcfile.new(tmp_path / "s.mrcs") as mrc:
+        mrc.set_data(data)
+        mrc.set_image_stack()
+    frames = np.array([11, 3, 4, 5, 5, 0, 7, 6, 11, 1, 2, 3])
+    with StackReader(tmp_path) as reader:
+        got = reader.read(["s.mrcs"] * len(frames), frames)
+    with mrcfile.open(tmp_path / "s.mrcs") as mrc:
+        want = np.asarray(mrc.data[frames], np.float32)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_stack_cut_short_after_opening_is_one_line(tmp_path):
+    write_stack(tmp_path / "s.mrcs", np.ones((6, 8, 8), np.float32), 1.0)
+    with StackReader(tmp_path) as reader:
+        reader.read(["s.mrcs"], np.array([0]))
+        with open(tmp_path / "s.mrcs", "r+b") as f:       # another process truncates it
+            f.truncate(1024 + 3 * 8 * 8 * 4)
+        with pytest.raises(InputError, match=r"s\.mrcs: truncated while reading image 5"):
+            reader.read(["s.mrcs"], np.array([4]))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 import mrcfile
 import numpy as np
@@ -66,6 +68,28 @@ def write_stack(path: str | os.PathLike, images: np.ndarray, apix: float) -> Non
             mrc.set_image_stack()
             mrc.voxel_size = float(apix)
             mrc.update_header_stats()
+
+
+@contextlib.contextmanager
+def new_stack(path: str | os.PathLike, n_images: int, box: int, apix: float
+              ) -> Iterator[np.ndarray]:
+    """A float32 stack of ``n_images`` images of ``box`` x ``box`` px, memory-mapped on disk
+    under a temporary name, to be filled in the block; moved onto ``path`` when the block
+    ends without an error.
+
+    Nothing holds the stack in memory: a simulated set of 10^5 particles is
+    written chunk by chunk, as a detector's would be.
+    """
+    with atomic_path(path) as tmp:
+        mrc = mrcfile.new_mmap(tmp, shape=(int(n_images), int(box), int(box)), mrc_mode=2,
+                               overwrite=True)
+        try:
+            mrc.set_image_stack()
+            mrc.voxel_size = float(apix)
+            yield mrc.data
+            mrc.update_header_stats()
+        finally:
+            mrc.close()
 
 
 def read_mask(path: str | os.PathLike, expected_box: int, apix: float) -> np.ndarray:

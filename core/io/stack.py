@@ -1,26 +1,63 @@
-"""Particle images from MRC stacks, memory-mapped, read in file order.
+"""Particle images from MRC stacks, read in file order.
 
-Stacks are opened through mrcfile's memory map (permissive, so headers that
-RELION 5 or CryoSPARC write with small deviations still open; float16 mode 12
-included, which RELION 3.1 itself cannot read), after :mod:`.mrc_header` has
-checked that the file holds the images its header declares. A bounded number
-of files stay open, so a dataset spread over thousands of micrograph stacks
-never exhausts file handles. A 2D ``.mrc`` holding one image counts as a
-stack of one.
+Each stack's header is read through mrcfile's memory map (permissive, so
+headers that RELION 5 or CryoSPARC write with small deviations still open;
+float16 mode 12 included, which RELION 3.1 itself cannot read), after
+:mod:`.mrc_header` has checked that the file holds the images its header
+declares. The pixels are then read with plain file reads, one per run of
+consecutive frames, as RELION's fread does: pages touched through a memory map
+stay in the process's resident memory until the map closes, so a run through
+one 3 GB stack would hold 3 GB; read into buffers, memory stays at one
+chunk's images whatever the stack's size. A bounded number of files stay
+open, so a dataset spread over thousands of micrograph stacks never exhausts
+file handles. A 2D ``.mrc`` holding one image counts as a stack of one.
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
-import mrcfile
 import numpy as np
 
 from ..errors import InputError
 from .mrc_header import open_mrc
+
+
+@dataclass
+class _Stack:
+    """An open stack: its file, where its pixels start, their type and the frames' shape."""
+
+    file: BinaryIO          # unbuffered: a read sees the file as it is now
+    offset: int
+    dtype: np.dtype
+    n_frames: int
+    shape: tuple[int, int]
+
+    def read(self, frames: np.ndarray) -> np.ndarray:
+        """Frames ``frames`` (increasing) as stored, one read per run of consecutive ones,
+        straight into the array returned."""
+        frame_bytes = self.dtype.itemsize * self.shape[0] * self.shape[1]
+        out = np.empty((len(frames),) + self.shape, self.dtype)
+        starts = np.flatnonzero(np.diff(frames, prepend=-2) != 1)
+        for lo, hi in zip(starts, [*starts[1:], len(frames)]):
+            self.file.seek(self.offset + int(frames[lo]) * frame_bytes)
+            target = memoryview(out[lo:hi].reshape(-1).view(np.uint8))
+            done = 0
+            while done < len(target):
+                got = self.file.readinto(target[done:])
+                if not got:         # the file shrank after it was opened
+                    raise InputError(f"{self.file.name}: truncated while reading image "
+                                     f"{int(frames[lo]) + 1}; expected {self.n_frames} images "
+                                     f"of {self.shape[1]}x{self.shape[0]} px")
+                done += got
+        return out
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class StackReader:
@@ -35,8 +72,8 @@ class StackReader:
     source
         The particle file (STAR / .cs) the paths come from; named in errors.
     max_open
-        How many stack files stay memory-mapped at once (least recently used
-        ones are closed first).
+        How many stack files stay open at once (least recently used ones are
+        closed first).
     """
 
     def __init__(self, root: Path | None = None, *, source: Path | None = None,
@@ -44,7 +81,7 @@ class StackReader:
         self.root = None if root is None else Path(root)
         self.source = None if source is None else Path(source)
         self.max_open = max(1, int(max_open))
-        self._open: OrderedDict[Path, mrcfile.mrcmemmap.MrcMemmap] = OrderedDict()
+        self._open: OrderedDict[Path, _Stack] = OrderedDict()
 
     # --- public -------------------------------------------------------------------
     def resolve(self, path: str | os.PathLike) -> Path:
@@ -82,8 +119,8 @@ class StackReader:
         if len(indices) == 0:
             box = 0 if expected_box is None else int(expected_box)
             return np.zeros((0, box, box), np.float32)
-        # One pass per file, frames in increasing order: sequential reads on
-        # the memory map instead of one seek per particle.
+        # One pass per file, frames in increasing order: a read per run of
+        # consecutive frames instead of one seek per particle.
         unique_paths, which = np.unique(paths.astype(str), return_inverse=True)
         out: np.ndarray | None = None
         for f, name in enumerate(unique_paths):
@@ -101,10 +138,10 @@ class StackReader:
         return out
 
     def close(self) -> None:
-        """Close every open memory map."""
+        """Close every open stack."""
         while self._open:
-            _, mrc = self._open.popitem(last=False)
-            mrc.close()
+            _, stack = self._open.popitem(last=False)
+            stack.close()
 
     def __enter__(self) -> "StackReader":
         return self
@@ -117,34 +154,39 @@ class StackReader:
         src = f" of {self.source}" if self.source is not None else ""
         return f" (particle row {int(row) + 1}{src})"
 
-    def _data(self, name: str, row: int) -> np.ndarray:
+    def _stack(self, name: str, row: int) -> _Stack:
         path = self.resolve(name)
-        mrc = self._open.get(path)
-        if mrc is not None:
+        stack = self._open.get(path)
+        if stack is not None:
             self._open.move_to_end(path)
-            return mrc.data
+            return stack
         if not path.is_file():
             raise InputError(f"{path}: particle stack not found{self._where(row)}; "
                              "expected an MRC stack at that path (relative paths resolve against "
                              f"{self.root if self.root is not None else 'the working directory'})")
         mrc, _ = open_mrc(path, "image stack", self._where(row), mmap=True)
-        if mrc.data.ndim not in (2, 3):
-            volumes = mrc.data.shape[0]
+        try:
+            data = mrc.data
+            if data.ndim not in (2, 3):
+                raise InputError(f"{path}: a stack of {data.shape[0]} volume"
+                                 f"{'s' * (data.shape[0] != 1)}; expected an MRC stack of 2D "
+                                 f"images{self._where(row)}")
+            frames = 1 if data.ndim == 2 else data.shape[0]
+            stack = _Stack(open(path, "rb", buffering=0), int(data.offset), data.dtype, frames,
+                           tuple(data.shape[-2:]))
+        finally:
             mrc.close()
-            raise InputError(f"{path}: a stack of {volumes} volume{'s' * (volumes != 1)}; "
-                             f"expected an MRC stack of 2D images{self._where(row)}")
-        self._open[path] = mrc
+        self._open[path] = stack
         while len(self._open) > self.max_open:
             _, old = self._open.popitem(last=False)
             old.close()
-        return mrc.data
+        return stack
 
     def _read_frames(self, name: str, frames: np.ndarray, rows: np.ndarray,
                      expected_box: int | None) -> np.ndarray:
         path = self.resolve(name)
-        data = self._data(name, int(np.min(rows)))
-        stack = data[None] if data.ndim == 2 else data
-        n_frames, ny, nx = stack.shape
+        stack = self._stack(name, int(np.min(rows)))
+        n_frames, (ny, nx) = stack.n_frames, stack.shape
         if expected_box is not None and (ny != expected_box or nx != expected_box):
             raise InputError(f"{path}: images are {nx}x{ny} px but the optics table says box "
                              f"{expected_box}{self._where(rows[0])}; expected matching sizes")
@@ -153,7 +195,9 @@ class StackReader:
             i = bad[0]
             raise InputError(f"{path}: image index {frames[i] + 1} (1-based) is past the end of this "
                              f"stack of {n_frames} images{self._where(rows[i])}")
-        block = np.asarray(stack[frames], dtype=np.float32)
+        # Each frame read once, however many particles share it (symmetry expansion).
+        unique, inverse = np.unique(frames, return_inverse=True)
+        block = stack.read(unique).astype(np.float32, copy=False)[inverse]
         finite = np.isfinite(block).all(axis=(1, 2))
         if not finite.all():
             i = int(np.flatnonzero(~finite)[0])

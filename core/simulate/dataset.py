@@ -27,6 +27,7 @@ spectra exist only per chunk.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -46,7 +47,7 @@ from ..errors import InputError
 from ..fourier.grids import centred_axis, cosine_edge
 from ..io.atomic import atomic_path, write_text_atomic
 from ..io.model import map_centre_A
-from ..io.mrc import write_map, write_stack
+from ..io.mrc import new_stack, write_map
 from .crb import pose_bounds, summarize_bounds
 from .model import (
     DOMAIN,
@@ -56,7 +57,7 @@ from .model import (
     hinge_range_deg,
     symmetric_assembly,
 )
-from .optics import add_noise, render_stacks
+from .optics import add_noise, render_stacks, stack_sizes
 from .pdb import write_pdb
 from .render import atom_amplitude, atom_sigma_A, render_map
 
@@ -158,17 +159,20 @@ def simulate_dataset(out_dir: str | os.PathLike, *, progress=None, **settings) -
     hinge_deg = _hinge_angles(cfg, model)
 
     conformation = (lambda i: conformation_coords(model, hinge_deg[i])) if cfg.flexible else None
-    stacks, fp_var = render_stacks(truth, model.coords_A, amplitude, sigma, cfg.chunk,
-                                   cfg.footprint_fraction, advance, conformation)
-    # One noise sd for the whole set, as on a detector (SNR definition: docs/simulator.md).
-    noise_sd = float(np.sqrt(fp_var.mean() / cfg.snr)) if np.isfinite(cfg.snr) else 0.0
-    realised_noise_var = add_noise(stacks, noise_sd, _rng(cfg, _NOISE), cfg.chunk)
-    # Unit noise sd on disk, like RELION's normalised particles.
-    image_scale = 1.0 / noise_sd if noise_sd > 0 else 1.0 / float(np.sqrt(fp_var.mean()))
-    for g, stack in stacks.items():
-        stack *= image_scale
-        write_stack(out / _stack_name(cfg, g), stack, truth.optics[g].apix)
-    del stacks
+    with contextlib.ExitStack() as files:
+        # The stacks are filled on disk, never whole in memory (10^5 particles and more).
+        stacks = {g: files.enter_context(new_stack(out / _stack_name(cfg, g), n, box,
+                                                   truth.optics[g].apix))
+                  for g, (n, box) in stack_sizes(truth).items()}
+        _, fp_var = render_stacks(truth, model.coords_A, amplitude, sigma, cfg.chunk,
+                                  cfg.footprint_fraction, advance, conformation, stacks)
+        # One noise sd for the whole set, as on a detector (SNR definition: docs/simulator.md).
+        noise_sd = float(np.sqrt(fp_var.mean() / cfg.snr)) if np.isfinite(cfg.snr) else 0.0
+        # Unit noise sd on disk, like RELION's normalised particles.
+        image_scale = 1.0 / noise_sd if noise_sd > 0 else 1.0 / float(np.sqrt(fp_var.mean()))
+        realised_noise_var = add_noise(stacks, noise_sd, _rng(cfg, _NOISE), cfg.chunk,
+                                       image_scale)
+        del stacks
     t_render = time.monotonic() - t0
 
     start = _start_poses(cfg, truth)

@@ -67,18 +67,27 @@ def observe(clean: np.ndarray, particles: ParticleSet, index: np.ndarray) -> np.
     return ifft2c(spectra).real
 
 
+def stack_sizes(truth: ParticleSet) -> dict[int, tuple[int, int]]:
+    """Each optics group's stack: (images, box)."""
+    return {g: (int(np.sum(truth.optics_index == g)), group.box)
+            for g, group in enumerate(truth.optics)}
+
+
 def render_stacks(truth: ParticleSet, coords_A: np.ndarray, amplitude: np.ndarray,
                   sigma_A: np.ndarray, chunk: int, footprint_fraction: float, advance,
-                  conformation: Callable[[int], np.ndarray] | None = None
+                  conformation: Callable[[int], np.ndarray] | None = None,
+                  stacks: dict[int, np.ndarray] | None = None
                   ) -> tuple[dict[int, np.ndarray], np.ndarray]:
     """Clean observed stacks (float32, one per optics group, rows by ``truth.image_index``)
     and each particle's footprint variance before the CTF.
 
     ``conformation(i)``: particle i's atom coordinates (a flexible set); None: ``coords_A``
-    for all. ``advance(n)`` is told of each chunk rendered.
+    for all. ``advance(n)`` is told of each chunk rendered. ``stacks``: arrays of
+    :func:`stack_sizes` to fill (memory-mapped files, say); None: new ones in memory.
     """
-    stacks = {g: np.empty((int(np.sum(truth.optics_index == g)), group.box, group.box),
-                          np.float32) for g, group in enumerate(truth.optics)}
+    if stacks is None:
+        stacks = {g: np.empty((n, box, box), np.float32)
+                  for g, (n, box) in stack_sizes(truth).items()}
     fp_var = np.empty(len(truth))
     for lo in range(0, len(truth), chunk):
         rows = np.arange(lo, min(len(truth), lo + chunk))
@@ -99,15 +108,17 @@ def render_stacks(truth: ParticleSet, coords_A: np.ndarray, amplitude: np.ndarra
 
 
 def add_noise(stacks: dict[int, np.ndarray], noise_sd: float, rng: np.random.Generator,
-              chunk: int) -> float:
-    """Add white Gaussian noise in place, chunk by chunk; return the realised noise variance."""
-    if noise_sd == 0:
-        return 0.0
+              chunk: int, scale: float = 1.0) -> float:
+    """Add white Gaussian noise in place, chunk by chunk, then multiply by ``scale``; return
+    the realised noise variance (before the scale; 0 without noise)."""
     total, count = 0.0, 0
     for stack in stacks.values():
         for lo in range(0, len(stack), chunk):
-            noise = rng.normal(scale=noise_sd, size=stack[lo:lo + chunk].shape)
-            stack[lo:lo + chunk] += noise.astype(np.float32)
-            total += float(np.sum(noise * noise))
-            count += noise.size
-    return total / count
+            part = stack[lo:lo + chunk]
+            if noise_sd > 0:
+                noise = rng.normal(scale=noise_sd, size=part.shape)
+                part += noise.astype(np.float32)
+                total += float(np.sum(noise * noise))
+                count += noise.size
+            part *= np.float32(scale)
+    return total / count if count else 0.0
