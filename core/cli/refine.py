@@ -11,20 +11,11 @@ from pathlib import Path
 
 import click
 
-from ..pipeline.options import RefineOptions, option_fields
+from ..pipeline.options import RefineOptions
+from .flags import option_flags
 
-
-def refine_flags(command):
-    """Add one click option per RefineOptions field, as the option table declares it.
-
-    Values are parsed by the table (``auto`` / ``none`` included), so a bad
-    one stops with the same one-line InputError every front end gives.
-    """
-    for name, option, default in reversed(option_fields()):
-        command = click.option(f"--{option.flag}", name, type=option.parse, default=default,
-                               metavar=option.value_name,
-                               help=option.command_line_help(default))(command)
-    return command
+# One click option per RefineOptions field, as the option table declares it.
+refine_flags = option_flags(RefineOptions)
 
 
 @click.command()

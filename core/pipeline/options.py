@@ -258,8 +258,7 @@ class RefineOptions:
     def validate(self) -> None:
         """Raise InputError (one line naming the option as users spell it) for a value no
         run can use. Every front end and the engine rely on this one check."""
-        for name, option, _ in option_fields():
-            option.check(getattr(self, name))
+        check_fields(self)
         if self.score == "frc" and self.coarse_passes:
             raise InputError(f"--coarse-passes {self.coarse_passes} with --score frc: "
                              "expected 0 (coarse passes exist for score cc only)")
@@ -282,12 +281,22 @@ class RefineOptions:
                                for f in dataclasses.fields(AlignOptions)})
 
 
-def option_fields() -> list[tuple[str, Option, object]]:
-    """Every RefineOptions field as (field name, its :class:`Option`, its default), in order.
+def check_fields(options: object) -> None:
+    """Raise InputError (one line) for the first field of an option table whose value its
+    :class:`Option` refuses."""
+    for name, option, _ in option_fields(type(options)):
+        option.check(getattr(options, name))
 
-    The front ends make their flags, labels and help from this list.
+
+def option_fields(table: type | None = None) -> list[tuple[str, Option, object]]:
+    """Every field of an option table (default RefineOptions) as (field name, its
+    :class:`Option`, its default), in order.
+
+    The front ends make their flags, labels and help from this list; the other
+    commands' tables (gmmrefine.pipeline.hetero_options) are read the same way.
     """
-    return [(f.name, f.metadata["option"], f.default) for f in dataclasses.fields(RefineOptions)]
+    table = RefineOptions if table is None else table
+    return [(f.name, f.metadata["option"], f.default) for f in dataclasses.fields(table)]
 
 
 @dataclass
