@@ -99,7 +99,8 @@ def adam_poses(neutral: np.ndarray, conformation: np.ndarray, weights: np.ndarra
             image = (tf.einsum("nij,mj->nmi", turned[:, :2], around)
                      + (base_t + params[:, 3:])[:, None])
             per_particle = tf.einsum("m,nm->n", w_t, tf.reduce_sum((image - target) ** 2, -1))
-        return per_particle, tape.gradient(tf.reduce_sum(per_particle), params)
+            total = tf.reduce_sum(per_particle)
+        return per_particle, tape.gradient(total, params)
 
     n = len(rot0)
     params = np.zeros((n, 5))
