@@ -37,6 +37,7 @@ from ..io.particles import write_particles
 from ..reconstruct.backproject import reconstruct_halves
 from ..reconstruct.fsc import fsc_curve, resolution_at
 from ..report.latent_plots import plot_latent_pca
+from ..report.progress import Progress
 from .run_directory import PARTICLES_CS, PARTICLES_STAR
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,8 @@ def write_series(out: Path, inputs, models: dict, principals: dict, pc1: np.ndar
     reconstructed = []
     for k in range(bins):
         subset = ps.subset(which == k)
-        half1, half2, full = reconstruct_halves(subset, reader)
+        half1, half2, full = reconstruct_halves(subset, reader, progress=Progress(
+            len(subset), f"bin {k + 1}/{bins} along PC1: reconstruct", interval_s=5.0))
         name = f"reconstructed_{k:02d}.mrc"
         write_map(series / name, full, apix)
         res = resolution_at(fsc_curve(half1, half2), box, apix)

@@ -253,7 +253,10 @@ def run_hetero(source: Path, out_dir: Path, options: HeteroOptions, *,
                 maps, fsc = inputs.half_maps, inputs.fsc
                 if maps is None:
                     log.info("no run directory given: half maps at the particles' poses")
-                    half1, half2, _ = reconstruct_halves(ps, reader)
+                    progress = Progress(len(ps), "consensus half maps: reconstruct",
+                                        interval_s=5.0)
+                    half1, half2, _ = reconstruct_halves(ps, reader, progress=progress)
+                    progress.finish()
                     maps, fsc = (half1, half2), fsc_curve(half1, half2)
                 models = {}
                 for half, half_map in zip(HALVES, maps):
