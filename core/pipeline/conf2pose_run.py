@@ -129,6 +129,11 @@ def run_conf2pose(hetero_dir: Path, out_dir: Path, options: Conf2PoseOptions, *,
     ``options.focus_iterations`` focused iterations into ``out_dir``; resumes a stopped run."""
     hetero_dir, out = Path(hetero_dir), Path(out_dir)
     converted = out / CONVERTED_STAR
+    if (out / RECORD).is_file():
+        old = json.loads((out / RECORD).read_text())
+        if old.get("input") != str(hetero_dir.resolve()) or old.get("options") != options.to_dict():
+            raise InputError(f"{out / RECORD}: the run here converted {old.get('input')} with "
+                             "other options; expected the same to resume (or a new --out)")
     if not converted.is_file():
         ps, summary = convert_particles(hetero_dir, options)
         out.mkdir(parents=True, exist_ok=True)
