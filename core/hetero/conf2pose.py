@@ -26,6 +26,7 @@ import numpy as np
 from ..align.kernel import rotvec_deg_to_matrix
 from ..data.rotations import turn_matrix
 from ..device import tf
+from ..gmm.model import GMM
 
 
 def kabsch(source: np.ndarray, target: np.ndarray, weights: np.ndarray
@@ -126,22 +127,36 @@ def adam_poses(neutral: np.ndarray, conformation: np.ndarray, weights: np.ndarra
     return turned, origin
 
 
-def icp(moving: np.ndarray, fixed: np.ndarray, weights: np.ndarray, iterations: int = 30
-        ) -> tuple[np.ndarray, np.ndarray]:
-    """Rigid (R, t) taking point set ``moving`` (M, 3) onto ``fixed`` (P, 3), no
-    correspondence given: iterative closest points from the identity, weighted by
-    ``weights`` (M,). For two GMMs of the same region in (nearly) the same frame,
-    such as the two halves' neutral GMMs."""
-    from scipy.spatial import cKDTree
+def overlap_fit(moving: GMM, fixed: GMM, moving_weights: np.ndarray,
+                fixed_weights: np.ndarray, blur_A: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """Rigid (R, t) placing ``moving`` onto ``fixed`` by maximising their density overlap.
 
-    tree = cKDTree(np.asarray(fixed, float))
-    moving = np.asarray(moving, float)
-    rotation, translation = np.eye(3), np.zeros(3)
-    for _ in range(iterations):
-        placed = moving @ rotation.T + translation
-        _, nearest = tree.query(placed)
-        r, t = kabsch(moving, np.asarray(fixed, float)[nearest], weights)
-        if np.allclose(r[0], rotation, atol=1e-9) and np.allclose(t[0], translation, atol=1e-9):
-            break
-        rotation, translation = r[0], t[0]
-    return rotation, translation
+    Two GMMs of one region fitted to two half maps have no Gaussian in
+    common, so there is no correspondence to fit: the overlap integral of the
+    two mixtures, sum_ij a_i b_j N(R c_i + t - d_j; 0, s_i^2 + s_j^2 + 2 blur^2),
+    is smooth in (R, t) and largest where the densities coincide (iterative
+    closest points slid one half's region 4 degrees along its surface,
+    measured on the 20 A-tip set). Weights (the mask at each centre) scale the
+    amplitudes; ``blur_A`` widens the basin. Starts from the identity: the
+    halves come from one consensus run's frame.
+    """
+    from scipy.optimize import minimize
+
+    a = np.asarray(moving.amplitudes) * moving_weights
+    b = np.asarray(fixed.amplitudes) * fixed_weights
+    var = (np.asarray(moving.widths_A)[:, None] ** 2 + np.asarray(fixed.widths_A)[None] ** 2
+           + 2 * blur_A ** 2)
+    coeff = a[:, None] * b[None] / var ** 1.5
+    centre = np.average(moving.centres_A, axis=0, weights=a)
+    c = np.asarray(moving.centres_A) - centre
+    d = np.asarray(fixed.centres_A)
+
+    def negative_overlap(params):
+        placed = c @ turn_matrix(params[:3])[0].T + centre + params[3:]
+        d2 = np.sum((placed[:, None] - d[None]) ** 2, axis=-1)
+        return -float(np.sum(coeff * np.exp(-0.5 * d2 / var)))
+
+    best = minimize(negative_overlap, np.zeros(6), method="Powell",
+                    options={"xtol": 1e-4, "ftol": 1e-10, "maxfev": 4000})
+    rotation = turn_matrix(best.x[:3])[0]
+    return rotation, centre + best.x[3:] - rotation @ centre

@@ -10,8 +10,8 @@ DIR/ ... (iter_000 = the map at the converted poses, particles.star / .cs,
 Per half, the half's own decoder and neutral (zero-latent) GMM convert that
 half's particles (gmmrefine.hetero.conf2pose). The two neutral GMMs come
 from two half maps of one consensus run, so they share its frame up to the
-noise of two fits: half 2's region is placed onto half 1's once (iterative
-closest points), and half 2's poses are composed with that, so the converted
+noise of two fits: half 2's region is placed onto half 1's once (their density
+overlap), and half 2's poses are composed with that, so the converted
 poses of both halves reconstruct the region in the same frame.
 """
 
@@ -27,7 +27,14 @@ import numpy as np
 
 from ..errors import InputError
 from ..gmm.focus import mask_values_at
-from ..hetero.conf2pose import adam_poses, icp, kabsch, poses_from_turns, region_rmsd_2d_A
+from ..gmm.model import GMM
+from ..hetero.conf2pose import (
+    adam_poses,
+    kabsch,
+    overlap_fit,
+    poses_from_turns,
+    region_rmsd_2d_A,
+)
 from ..hetero.networks import predict
 from ..io.atomic import write_text_atomic
 from ..io.mrc import read_mask
@@ -78,10 +85,11 @@ def convert_half(model: HalfModel, rotation: np.ndarray, origin_A: np.ndarray,
 
 
 def half_frame(models: dict, weights: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(R, t) placing half 2's neutral region onto half 1's (iterative closest points)."""
-    keep = {h: weights[h] >= 0.5 for h in HALVES}
-    return icp(models[2].gmm.centres_A[keep[2]], models[1].gmm.centres_A[keep[1]],
-               weights[2][keep[2]])
+    """(R, t) placing half 2's neutral region onto half 1's (their density overlap)."""
+    keep = {h: weights[h] >= REGION_LEVEL for h in HALVES}
+    region = {h: GMM(models[h].gmm.centres_A[keep[h]], models[h].gmm.amplitudes[keep[h]],
+                     models[h].gmm.widths_A[keep[h]]) for h in HALVES}
+    return overlap_fit(region[2], region[1], weights[2][keep[2]], weights[1][keep[1]])
 
 
 def convert_particles(hetero_dir: Path, options: Conf2PoseOptions):
