@@ -80,10 +80,17 @@ def decoded_turns(hetero: Path, mask: np.ndarray, apix: float, halves: np.ndarra
 
 def run_cryodrgn(exe: str, sim: Path, star: Path, case: Path, args) -> dict:
     """cryoDRGN's train_vae on the same particles and poses: its latents and wall time."""
-    work = case / f"cryodrgn_{args.poses}_z{args.latent}_e{args.cryodrgn_epochs}"
+    box, apix = args.cryodrgn_box or args.box, args.apix * args.box / (args.cryodrgn_box or args.box)
+    work = case / f"cryodrgn_{args.poses}_z{args.latent}_e{args.cryodrgn_epochs}_D{box}"
     work.mkdir(parents=True, exist_ok=True)
-    box, apix = args.box, args.apix
     walls = {}
+    images = str(star)
+    if box != args.box:
+        # cryoDRGN's own advice: train on Fourier-downsampled particles first.
+        walls["downsample"] = run_step([exe, "downsample", str(sim / "particles.mrcs"), "-D",
+                                        str(box), "-o", str(work / "particles.mrcs")],
+                                       work / "downsample.log", work / "particles.mrcs")
+        images = str(work / "particles.mrcs")
     walls["parse"] = run_step([exe, "parse_pose_star", str(star), "-o", str(work / "pose.pkl"),
                                "-D", str(box), "--Apix", str(apix)], work / "parse.log",
                               work / "pose.pkl")
@@ -93,7 +100,7 @@ def run_cryodrgn(exe: str, sim: Path, star: Path, case: Path, args) -> dict:
     train = work / "train"
     last = train / f"z.{args.cryodrgn_epochs - 1}.pkl"
     walls["train_vae"] = run_step(
-        [exe, "train_vae", str(star), "--datadir", str(sim), "--poses", str(work / "pose.pkl"),
+        [exe, "train_vae", images, "--datadir", str(sim), "--poses", str(work / "pose.pkl"),
          "--ctf", str(work / "ctf.pkl"), "--zdim", str(args.latent), "-n",
          str(args.cryodrgn_epochs), "-o", str(train), "--enc-dim", str(args.cryodrgn_dim),
          "--dec-dim", str(args.cryodrgn_dim), "--no-analysis", "--max-threads", "2"],
@@ -106,7 +113,8 @@ def run_cryodrgn(exe: str, sim: Path, star: Path, case: Path, args) -> dict:
         record.write_text(json.dumps(walls))
     walls = json.loads(record.read_text()) if record.is_file() else walls
     return {"latent": np.asarray(z), "wall_s": walls, "settings": {
-        "zdim": args.latent, "epochs": args.cryodrgn_epochs, "enc_dim": args.cryodrgn_dim,
+        "zdim": args.latent, "epochs": args.cryodrgn_epochs, "box": box, "apix": apix,
+        "enc_dim": args.cryodrgn_dim,
         "dec_dim": args.cryodrgn_dim, "layers": 3}}
 
 
@@ -125,6 +133,8 @@ def main() -> None:
     p.add_argument("--cryodrgn", default="/work/venv-cryodrgn/bin/cryodrgn")
     p.add_argument("--cryodrgn-epochs", type=int, default=20)
     p.add_argument("--cryodrgn-dim", type=int, default=256)
+    p.add_argument("--cryodrgn-box", type=int, default=48,
+                   help="box cryoDRGN trains on (Fourier-downsampled; 0: the particles' own)")
     p.add_argument("--no-cryodrgn", action="store_true")
     p.add_argument("--data", type=Path, default=HERE / ".data")
     p.add_argument("--out", type=Path, default=None)
