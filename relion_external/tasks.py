@@ -20,8 +20,9 @@ from pathlib import Path
 from ..errors import InputError
 from ..pipeline.hetero_options import CompositeOptions, Conf2PoseOptions, HeteroOptions
 from ..pipeline.options import option_fields
+from ..report import log as report_log
 from . import pipeline_files as pf
-from .job import Task, relative, run_job
+from .job import Task, _say, relative, run_job
 from .params import Parameter, _threads, job_dir_of, table_label
 
 
@@ -128,8 +129,10 @@ COMPOSITE = TaskSpec(
 def _run_hetero(command: TaskCommand) -> tuple[list[pf.OutputNode], str]:
     from ..pipeline.hetero_run import run_hetero
 
-    result = run_hetero(Path(command.inputs["in_parts"]), command.job_dir, command.options,
-                        should_abort=lambda: pf.abort_requested(command.job_dir))
+    with report_log.lines_to(_say):       # the engine's lines to run.out
+        result = run_hetero(Path(command.inputs["in_parts"]), command.job_dir,
+                            command.options,
+                            should_abort=lambda: pf.abort_requested(command.job_dir))
     nodes = [pf.OutputNode(relative(result.particles_star), "particles")]
     nodes += [pf.OutputNode(relative(result.out_dir / "series" / r["map"]), "map")
               for r in result.reconstructed_series]
@@ -140,8 +143,9 @@ def _run_conf2pose(command: TaskCommand) -> tuple[list[pf.OutputNode], str]:
     from ..pipeline.conf2pose_run import run_conf2pose
 
     hetero_dir = Path(command.inputs["in_parts"]).parent
-    result = run_conf2pose(hetero_dir, command.job_dir, command.options,
-                           should_abort=lambda: pf.abort_requested(command.job_dir))
+    with report_log.lines_to(_say):
+        result = run_conf2pose(hetero_dir, command.job_dir, command.options,
+                               should_abort=lambda: pf.abort_requested(command.job_dir))
     nodes = [pf.OutputNode(relative(result.particles_star), "particles"),
              pf.OutputNode(relative(result.half1), "halfmap"),
              pf.OutputNode(relative(result.half2), "halfmap"),
@@ -156,7 +160,8 @@ def _run_composite(command: TaskCommand) -> tuple[list[pf.OutputNode], str]:
     from ..pipeline.run_directory import run_files
 
     runs = [Path(r) for r in command.inputs["runs"].replace(",", " ").split()]
-    result = run_composite(runs, command.job_dir, command.options)
+    with report_log.lines_to(_say):
+        result = run_composite(runs, command.job_dir, command.options)
     files = run_files(command.job_dir)
     nodes = [pf.OutputNode(relative(files.half1), "halfmap"),
              pf.OutputNode(relative(files.half2), "halfmap"),
