@@ -94,11 +94,11 @@ def main() -> None:
     mask_file = sim / "domain_mask.mrc"
     walls["hetero"] = run_step(
         [GMMREFINE, "hetero", str(hetero_input), "--out", str(hetero), "--mask", str(mask_file),
-         "--epochs", str(args.epochs), "--root", str(sim)], case / "hetero_global.log",
+         "--epochs", str(args.epochs), "--root", str(sim)], case / f"{hetero.name}.log",
         hetero / "series" / "reconstructed.cxc")
     walls["conf2pose"] = run_step(
         [GMMREFINE, "conf2pose", str(hetero), "--out", str(conf), "--mask", str(mask_file),
-         "--focus-iter", str(args.focus_iter), "--root", str(sim)], case / "conf2pose.log",
+         "--focus-iter", str(args.focus_iter), "--root", str(sim)], case / f"{conf.name}.log",
         conf / "particles.star")
 
     from gmmrefine.io.mrc import read_map
