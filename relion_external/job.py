@@ -19,7 +19,9 @@ import os
 import signal
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from ..errors import Aborted, InputError
 from ..pipeline.options import RefineResult
@@ -35,60 +37,81 @@ class _Terminated(Exception):
     """SIGTERM (a queue system's kill) turned into an exception, so the marker still gets written."""
 
 
+@dataclass(frozen=True)
+class Task:
+    """What one kind of External job does; :func:`run_job` supplies the rest (markers,
+    abort, the output nodes file, errors as one line in run.err).
+
+    parse(pairs) -> a command with ``job_dir`` and ``threads``; check(command) refuses
+    missing inputs before any compute; run(command) -> (output nodes, closing line).
+    """
+
+    program: str
+    help: Callable[[], str]
+    parse: Callable[[dict[str, str]], Any]
+    check: Callable[[Any], None]
+    run: Callable[[Any], tuple[list[pf.OutputNode], str]]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one External job; return the exit status (0 success, 1 failure, 2 aborted).
+    """Run one refinement External job; return the exit status (0 success, 1 failure,
+    2 aborted).
 
     Parameters
     ----------
     argv : the arguments RELION passed (default: ``sys.argv[1:]``); ``--help``
         prints the parameter table instead.
     """
+    return run_job(argv, REFINE)
+
+
+def run_job(argv: list[str] | None, task: Task) -> int:
+    """Run one External job of ``task``; exactly one exit marker on every path out."""
     argv = sys.argv[1:] if argv is None else argv
     if "--help" in argv or "-h" in argv:    # a person asking; RELION never passes these
-        print(help_text())
+        print(task.help())
         return 0
     try:
         job_dir = job_dir_of(split_arguments(argv))
     except InputError as err:
         # No job directory: nowhere to put a marker, and nothing RELION would read.
-        _fail_line(str(err))
+        _fail_line(str(err), task.program)
         return 1
     job_dir.mkdir(parents=True, exist_ok=True)
     pf.clear_exit_markers(job_dir)
     # Every line of the job (the engine's and this adapter's) goes to stdout: run.out.
     with errors_only_on_stderr(), report_log.lines_to(_say):
-        return _run(argv, job_dir)
+        return _run(argv, job_dir, task)
 
 
-def _run(argv: list[str], job_dir: Path) -> int:
-    """The job inside main's streams: refine, declare the outputs, leave one exit marker."""
+def _run(argv: list[str], job_dir: Path, task: Task) -> int:
+    """The job inside run_job's streams: run the task, declare its outputs, leave one exit
+    marker."""
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        command = parse_command(split_arguments(argv))
-        check_inputs(command)
+        command = task.parse(split_arguments(argv))
+        task.check(command)
         set_threads(command.threads)
-        result = _refine(command)
-        nodes = output_nodes(result, job_dir)
+        nodes, closing = task.run(command)
         pf.write_output_nodes(job_dir, nodes, pf.relion_version(job_dir))
     except Aborted:
         pf.clear_abort_request(job_dir)
-        log.info(f"{PROGRAM}: aborted on request ({pf.ABORT_NOW}, now removed); finished "
-                 "iterations are kept and a re-run continues from them")
+        log.info(f"{task.program}: aborted on request ({pf.ABORT_NOW}, now removed); finished "
+                 "work is kept and a re-run continues from it")
         pf.write_exit_marker(job_dir, pf.ABORTED)
         return 2
     except InputError as err:
-        _fail_line(str(err))
+        _fail_line(str(err), task.program)
         pf.write_exit_marker(job_dir, pf.FAILURE)
         return 1
     except BaseException as err:  # noqa: BLE001 - every way out must leave a marker
         traceback.print_exc(file=sys.stderr)
-        _fail_line(f"{type(err).__name__}: {err}")
+        _fail_line(f"{type(err).__name__}: {err}", task.program)
         pf.write_exit_marker(job_dir, pf.FAILURE)
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
-    log.info(f"{PROGRAM}: done; final resolution {result.resolution_A:.2f} A "
-             f"(start {result.start_resolution_A:.2f} A)")
+    log.info(closing)
     pf.write_exit_marker(job_dir, pf.SUCCESS)
     return 0
 
@@ -121,12 +144,14 @@ def set_threads(threads: int) -> None:
             pass  # already initialised: it keeps its threads, which is harmless
 
 
+def relative(path: Path) -> str:
+    """A path as RELION names outputs: relative to the project directory (the working one)."""
+    path = Path(path)
+    return os.path.relpath(path, Path.cwd()) if path.is_absolute() else str(path)
+
+
 def output_nodes(result: RefineResult, job_dir: Path) -> list[pf.OutputNode]:
     """The outputs RELION should add to the pipeline, as project-relative paths."""
-    def relative(path: Path) -> str:
-        path = Path(path)
-        return os.path.relpath(path, Path.cwd()) if path.is_absolute() else str(path)
-
     nodes = [pf.OutputNode(relative(result.particles_star), "particles"),
              pf.OutputNode(relative(result.half1), "halfmap"),
              pf.OutputNode(relative(result.half2), "halfmap"),
@@ -136,21 +161,27 @@ def output_nodes(result: RefineResult, job_dir: Path) -> list[pf.OutputNode]:
     return nodes
 
 
-def _refine(command: JobCommand) -> RefineResult:
+def _refine(command: JobCommand) -> tuple[list[pf.OutputNode], str]:
     from ..pipeline.run import run_refinement  # after set_threads: it imports TensorFlow
 
     log.info(f"{PROGRAM}: refining {command.particles} into {command.job_dir} "
              f"with {command.threads} thread(s)")
-    return run_refinement(command.particles, command.job_dir, command.options,
-                          should_abort=lambda: pf.abort_requested(command.job_dir))
+    result = run_refinement(command.particles, command.job_dir, command.options,
+                            should_abort=lambda: pf.abort_requested(command.job_dir))
+    return output_nodes(result, command.job_dir), (
+        f"{PROGRAM}: done; final resolution {result.resolution_A:.2f} A "
+        f"(start {result.start_resolution_A:.2f} A)")
+
+
+REFINE = Task(PROGRAM, help_text, parse_command, check_inputs, _refine)
 
 
 def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _fail_line(reason: str) -> None:
-    print(f"{PROGRAM}: error: {reason}", file=sys.stderr, flush=True)
+def _fail_line(reason: str, program: str = PROGRAM) -> None:
+    print(f"{program}: error: {reason}", file=sys.stderr, flush=True)
 
 
 def _raise_terminated(signum, frame) -> None:

@@ -32,7 +32,7 @@ def cli() -> None:
 
 # One module per command, each exposing a click command ``main``.
 COMMANDS = ("simulate", "convert", "reconstruct", "fsc", "refine", "expand", "locres", "qscore",
-            "demo")
+            "demo", "hetero", "conf2pose", "composite")
 # Commands that live outside the engine (the CryoSPARC adapter's) join through this
 # entry-point group, so the engine never names an adapter.
 ENTRY_POINT_GROUP = "gmmrefine.commands"

@@ -307,8 +307,7 @@ class RefineOptions:
     def validate(self) -> None:
         """Raise InputError (one line naming the option as users spell it) for a value no
         run can use. Every front end and the engine rely on this one check."""
-        for name, option, _ in option_fields():
-            option.check(getattr(self, name))
+        check_fields(self)
         parse_gpu(self.gpu)
         if self.score == "frc" and self.coarse_passes:
             raise InputError(f"--coarse-passes {self.coarse_passes} with --score frc: "
@@ -354,12 +353,20 @@ def run_identity(particles: Path, options: "RefineOptions",
                        spelling={name: option.flag for name, option, _ in fields})
 
 
+def check_fields(options: object) -> None:
+    """Raise InputError (one line) for the first field of an option table whose value its
+    :class:`Option` refuses."""
+    for name, option, _ in option_fields(type(options)):
+        option.check(getattr(options, name))
+
+
 def option_fields(options_class: type | None = None) -> list[tuple[str, Option, object]]:
     """Every RefineOptions field as (field name, its :class:`Option`, its default), in order.
 
     The front ends make their flags, labels and help from this list. Another
     command's options declared the same way (fields made by ``_option``, e.g.
-    pipeline.qscore.QscoreOptions) are listed by passing their class.
+    pipeline.qscore.QscoreOptions, pipeline.hetero_options' tables) are listed by passing
+    their class.
     """
     return [(f.name, f.metadata["option"], f.default)
             for f in dataclasses.fields(options_class or RefineOptions)]

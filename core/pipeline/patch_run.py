@@ -35,13 +35,14 @@ import numpy as np
 from ..fourier.filters import lowpass
 from ..fourier.masks import auto_mask
 from ..gmm.focus import mask_values_at
-from ..gmm.patches import Patch, composite_map, patch_mask, patches_from_centres
+from ..gmm.patches import Patch, patch_mask, patches_from_centres
 from ..io.atomic import write_text_atomic
 from ..io.mrc import read_map, read_mask, write_map
 from ..io.particles import read_particles
-from ..reconstruct.fsc import fsc_curve, masked_fsc_corrected, resolution_at
+from ..reconstruct.fsc import fsc_curve
 from ..report.plots import plot_fsc
 from ..report.slices import plot_run_comparison
+from .composite import FocusedRun, composite_of
 from .executor import IN_PROCESS, ChunkExecutor
 from .inputs import read_model
 from .logfile import LOGFILE_PDF, write_patch_logfile
@@ -51,7 +52,6 @@ from .refinement import refine_single
 from .run_directory import (
     FSC_PNG,
     RECORD,
-    Maps,
     RunLayout,
     read_final_maps,
     run_files,
@@ -159,36 +159,33 @@ class _PatchRefinement:
     def _composite(self, record: dict, glob: RefineResult, patches: list[Patch],
                    masks: list[np.ndarray], results: list[RefineResult]) -> RefineResult:
         fills = read_final_maps(glob.out_dir)
-        per_patch = [read_final_maps(r.out_dir) for r in results]
-        halves = [composite_map([m[h] for m in per_patch], masks, fill=fills[h]) for h in (0, 1)]
-        full = 0.5 * (halves[0] + halves[1])
-        fsc = fsc_curve(*halves)
-        union = np.clip(np.sum(masks, axis=0), 0.0, 1.0)
-        masked = masked_fsc_corrected(halves[0], halves[1], union, self.apix)
-        write_maps(self.out, Maps(halves[0], halves[1], full, fsc, masked.corrected), self.apix)
-        global_fsc = fsc_curve(fills[0], fills[1])
-        plot_fsc(self.out / FSC_PNG, {"global": global_fsc, "composite": fsc,
-                                      "composite, within the patches": masked.corrected},
-                 self.box, self.apix)
         before = [r.start_masked_resolution_A for r in results]
         after = [r.masked_resolution_A for r in results]
+        focused = [FocusedRun(f"patch {p.index}", r.out_dir, read_final_maps(r.out_dir), m, b, a)
+                   for p, r, m, b, a in zip(patches, results, masks, before, after)]
+        # The composite is computed as `gmmrefine composite` computes it (pipeline.composite).
+        composite = composite_of(focused, fills[:2], self.apix)
+        maps, res = composite.maps, composite.resolution_A
+        write_maps(self.out, maps, self.apix)
+        global_fsc = fsc_curve(fills[0], fills[1])
+        plot_fsc(self.out / FSC_PNG, {"global": global_fsc, "composite": maps.fsc,
+                                      "composite, within the patches": maps.fsc_masked},
+                 self.box, self.apix)
         _write_table(self.out / PATCHES_CSV, patches, before, after)
-        res = resolution_at(fsc, self.box, self.apix)
         logfile = write_patch_logfile(
             self.out / LOGFILE_PDF, _patch_rows(patches, before, after),
-            {"global": global_fsc, "composite": fsc,
-             "composite, within the patches": masked.corrected}, self.box, self.apix,
+            {"global": global_fsc, "composite": maps.fsc,
+             "composite, within the patches": maps.fsc_masked}, self.box, self.apix,
             [f"composite {res:.2f} A, global {glob.resolution_A:.2f} A (FSC 0.143); each "
              f"patch's own run, with its logfile.pdf, in {self.out}/patch_NN"])
-        self._comparison(glob, patches, masks, before, after, lowpass(full, self.apix, res))
+        self._comparison(glob, patches, masks, before, after, lowpass(maps.full, self.apix, res))
         model = (None if self.options.model is None
                  else read_model(self.options.model, self.box, self.apix))
         write_run_figures(self.out, self.apix, (RunLayout(glob.out_dir).iteration_map(0),
-                                                glob.start_resolution_A), (full, res), model)
+                                                glob.start_resolution_A), (maps.full, res), model)
         record = {**record, "global_resolution_A": glob.resolution_A,
                   "composite_resolution_A": res,
-                  "composite_masked_resolution_A": resolution_at(masked.corrected, self.box,
-                                                                 self.apix),
+                  "composite_masked_resolution_A": composite.masked_resolution_A,
                   "patches": [{**p.as_dict(), "resolution_before_A": b, "resolution_after_A": a}
                               for p, b, a in zip(patches, before, after)]}
         write_text_atomic(self.out / RECORD, json.dumps(record, indent=2) + "\n")

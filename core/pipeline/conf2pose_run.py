@@ -1,0 +1,159 @@
+"""``gmmrefine conf2pose``: each particle's conformation turned into a pose for a region,
+then focused iterations with the region's mask from those poses.
+
+DIR/converted.star, converted.cs   the converted poses (RELION's convention), every input
+                                   column carried; the focused run starts from them
+DIR/conf2pose.json                 options, per half: the region's Gaussians, RMSD, frame
+DIR/ ... (iter_000 = the map at the converted poses, particles.star / .cs,
+          half1.mrc, half2.mrc, map.mrc, fsc.csv: an ordinary focused run directory)
+
+Per half, the half's own decoder and neutral (zero-latent) GMM convert that
+half's particles (gmmrefine.hetero.conf2pose). The two neutral GMMs come
+from two half maps of one consensus run, so they share its frame up to the
+noise of two fits: half 2's region is placed onto half 1's once (their density
+overlap), and half 2's poses are composed with that, so the converted
+poses of both halves reconstruct the region in the same frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InputError
+from ..gmm.focus import mask_values_at
+from ..gmm.model import GMM
+from ..hetero.conf2pose import (
+    adam_poses,
+    kabsch,
+    overlap_fit,
+    poses_from_turns,
+    region_rmsd_2d_A,
+)
+from ..hetero.networks import predict
+from ..io.atomic import write_text_atomic
+from ..io.mrc import read_mask
+from ..io.particles import read_particles, write_particles
+from .hetero_options import Conf2PoseOptions
+from .hetero_run import HALVES, HalfModel, load_half
+from .options import RefineOptions, RefineResult
+from .refinement import refine_single
+from .run_directory import PARTICLES_STAR
+
+log = logging.getLogger(__name__)
+
+RECORD = "conf2pose.json"
+CONVERTED_STAR, CONVERTED_CS = "converted.star", "converted.cs"
+REGION_LEVEL = 0.05       # Gaussians with a smaller mask value carry no weight
+
+
+def region_weights(model: HalfModel, mask: np.ndarray, apix: float) -> np.ndarray:
+    """Mask value at each neutral Gaussian's centre (the weights of the fit)."""
+    return mask_values_at(mask, model.gmm.centres_A, apix)
+
+
+def convert_half(model: HalfModel, rotation: np.ndarray, origin_A: np.ndarray,
+                 weights: np.ndarray, method: str, batch: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """New poses of one half's particles and the region's 2D RMSD (A) at them.
+
+    The latents are decoded ``batch`` at a time; only the region's Gaussians are kept.
+    """
+    keep = np.flatnonzero(weights >= REGION_LEVEL)
+    w = weights[keep]
+    neutral = model.gmm.centres_A[keep]
+    new_rot, new_org, rmsd = (np.zeros_like(rotation), np.zeros_like(origin_A),
+                              np.zeros(len(rotation)))
+    for lo in range(0, len(rotation), batch):
+        rows = slice(lo, lo + batch)
+        conformation = predict(model.decoder, model.latent[rows], batch)[:, keep].astype(float)
+        if method == "kabsch":
+            turn, move = kabsch(conformation, neutral, w)
+            new_rot[rows], new_org[rows] = poses_from_turns(rotation[rows], origin_A[rows],
+                                                            turn, move)
+        else:
+            new_rot[rows], new_org[rows] = adam_poses(neutral, conformation, w, rotation[rows],
+                                                      origin_A[rows])
+        rmsd[rows] = region_rmsd_2d_A(neutral, conformation, w, new_rot[rows], new_org[rows],
+                                      rotation[rows], origin_A[rows])
+    return new_rot, new_org, rmsd
+
+
+def half_frame(models: dict, weights: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(R, t) placing half 2's neutral region onto half 1's (their density overlap)."""
+    keep = {h: weights[h] >= REGION_LEVEL for h in HALVES}
+    region = {h: GMM(models[h].gmm.centres_A[keep[h]], models[h].gmm.amplitudes[keep[h]],
+                     models[h].gmm.widths_A[keep[h]]) for h in HALVES}
+    return overlap_fit(region[2], region[1], weights[2][keep[2]], weights[1][keep[1]])
+
+
+def convert_particles(hetero_dir: Path, options: Conf2PoseOptions):
+    """The heterogeneity run's particles with converted poses, and what the conversion did."""
+    from .hetero_run import read_hetero_record
+
+    record = read_hetero_record(hetero_dir)
+    ps = read_particles(hetero_dir / PARTICLES_STAR, root=options.root or record["root"])
+    ps, _ = ps.with_halves()
+    box, apix = ps.common_box_apix()
+    mask = read_mask(options.mask, box, apix)
+    models = {h: load_half(hetero_dir, h) for h in HALVES}
+    if any(m is None for m in models.values()):
+        raise InputError(f"{hetero_dir}: a half's networks are missing; expected a finished "
+                         "gmmrefine hetero run")
+    weights = {h: region_weights(models[h], mask, apix) for h in HALVES}
+    for h in HALVES:
+        if np.sum(weights[h] >= 0.5) < 3:
+            raise InputError(f"{options.mask}: covers {int(np.sum(weights[h] >= 0.5))} of half "
+                             f"{h}'s Gaussians; expected a region of at least 3")
+    frame_rot, frame_move = half_frame(models, weights)
+    rotation, origin = ps.rotation.copy(), ps.shift_A.copy()
+    summary = {"half2_to_half1_deg": float(np.degrees(np.arccos(np.clip(
+        (np.trace(frame_rot) - 1) / 2, -1, 1)))), "half2_to_half1_A": frame_move.tolist()}
+    for h in HALVES:
+        rows = np.flatnonzero(ps.half_set == h)
+        new_rot, new_org, rmsd = convert_half(models[h], ps.rotation[rows], ps.shift_A[rows],
+                                              weights[h], options.method, options.batch)
+        if h == 2:
+            # Into half 1's frame: the region y2 in half 2's neutral frame is at R y2 + t in half 1's.
+            turn = np.broadcast_to(frame_rot, (len(rows), 3, 3))
+            new_rot, new_org = poses_from_turns(new_rot, new_org, turn,
+                                                np.broadcast_to(frame_move, (len(rows), 3)))
+        rotation[rows], origin[rows] = new_rot, new_org
+        summary[f"half{h}"] = {"region_gaussians": int(np.sum(weights[h] >= REGION_LEVEL)),
+                               "rmsd_2d_A_median": float(np.median(rmsd))}
+        log.info(f"half {h}: {len(rows)} particles converted ({options.method}), region "
+                 f"RMSD at the new poses {np.median(rmsd):.2f} A (median)")
+    return ps.with_poses(rotation, origin), summary
+
+
+def run_conf2pose(hetero_dir: Path, out_dir: Path, options: Conf2PoseOptions, *,
+                  should_abort: Callable[[], bool] = lambda: False) -> RefineResult:
+    """Convert HETERO_DIR's particles into poses for the mask's region, then refine them with
+    ``options.focus_iterations`` focused iterations into ``out_dir``; resumes a stopped run."""
+    hetero_dir, out = Path(hetero_dir), Path(out_dir)
+    converted = out / CONVERTED_STAR
+    if (out / RECORD).is_file():
+        old = json.loads((out / RECORD).read_text())
+        if old.get("input") != str(hetero_dir.resolve()) or old.get("options") != options.to_dict():
+            raise InputError(f"{out / RECORD}: the run here converted {old.get('input')} with "
+                             "other options; expected the same to resume (or a new --out)")
+    if not converted.is_file():
+        ps, summary = convert_particles(hetero_dir, options)
+        out.mkdir(parents=True, exist_ok=True)
+        write_particles(ps, out / CONVERTED_CS)
+        write_particles(ps, converted)
+        write_text_atomic(out / RECORD, json.dumps(
+            {"input": str(hetero_dir.resolve()), "options": options.to_dict(),
+             "root": str(ps.root), **summary}, indent=2) + "\n")
+    record = json.loads((out / RECORD).read_text())
+    focus = dataclasses.replace(RefineOptions(), mask=str(Path(options.mask).resolve()),
+                                iterations=options.focus_iterations, root=record["root"],
+                                seed=options.seed)
+    log.info(f"focused refinement from the converted poses: {options.focus_iterations} "
+             "iterations")
+    return refine_single(converted, out, focus, should_abort=should_abort)
