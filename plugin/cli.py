@@ -18,18 +18,25 @@ import click
 from ..pipeline.options import RefineOptions, option_fields
 
 
-def refine_flags(command):
-    """Add one click option per RefineOptions field, as the option table declares it.
+def table_flags(table: type | None = None):
+    """A decorator adding one click option per field of an option table (RefineOptions when
+    None), as the table declares it.
 
     The adapter may not import gmmrefine.cli (the import contract keeps the
-    two front ends apart), hence this twin of its ``refine_flags``: the table
+    two front ends apart), hence this twin of its ``declared_flags``: the table
     supplies the spelling, parsing, default and help, this only hands them to click.
     """
-    for name, option, default in reversed(option_fields()):
-        command = click.option(f"--{option.flag}", name, type=option.parse, default=default,
-                               metavar=option.value_name,
-                               help=option.command_line_help(default))(command)
-    return command
+    def decorate(command):
+        for name, option, default in reversed(option_fields(table)):
+            command = click.option(f"--{option.flag}", name, type=option.parse,
+                                   default=default, metavar=option.value_name,
+                                   help=option.command_line_help(default))(command)
+        return command
+
+    return decorate
+
+
+refine_flags = table_flags(RefineOptions)
 
 
 @click.command()

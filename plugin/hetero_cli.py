@@ -12,19 +12,7 @@ from pathlib import Path
 import click
 
 from ..pipeline.hetero_options import CompositeOptions, Conf2PoseOptions, HeteroOptions
-from ..pipeline.options import option_fields
-
-
-def table_flags(table: type):
-    """One click option per field of an option table (the adapter's twin of the CLI's)."""
-    def decorate(command):
-        for name, option, default in reversed(option_fields(table)):
-            command = click.option(f"--{option.flag}", name, type=option.parse, default=default,
-                                   metavar=option.value_name,
-                                   help=option.command_line_help(default))(command)
-        return command
-
-    return decorate
+from .cli import table_flags
 
 
 def connection(command):
@@ -56,15 +44,19 @@ def _client(values: dict):
 @click.option("--job", "job_uid", required=True, help="Upstream job whose particles to use.")
 @click.option("--output", default="particles", show_default=True)
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--project-dir", "project_dir_here", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Where this machine mounts the project directory, if not at "
+                                 "the server's path (stacks are read from there).")
 @table_flags(HeteroOptions)
 def hetero(project_uid: str, workspace_uid: str, job_uid: str, output: str,
-           work_dir: Path | None, **values) -> None:
+           work_dir: Path | None, project_dir_here: Path | None, **values) -> None:
     """Latent point per particle (per half set) of JOB's particles, as 3D variability fields."""
     from .hetero_job import run_cryosparc_hetero
 
     client = _client(values)
     uid = run_cryosparc_hetero(client, project_uid, job_uid, workspace_uid, output=output,
-                               options=HeteroOptions(**values), work_dir=work_dir)
+                               options=HeteroOptions(**values), work_dir=work_dir,
+                               project_dir_here=project_dir_here)
     click.echo(f"Latents and maps saved in {project_uid} {uid}")
 
 

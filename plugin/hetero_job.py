@@ -26,6 +26,7 @@ from .cryosparc_job import (
     _load_output,
     check_blob_paths,
     check_particle_fields,
+    interrupts_as_errors,
     refined_rows,
     save_dataset,
     save_particles,
@@ -36,10 +37,12 @@ SERIES_OUTPUT = "series"
 
 
 def _prepare(cs_client: Any, project_uid: str, job_uid: str, output: str, work: Path,
-             options, log: Callable[[str], None]):
-    """The upstream particles as a working .cs, and the options with the project as root."""
+             options, log: Callable[[str], None], project_dir_here: str | Path | None = None):
+    """The upstream particles as a working .cs, and the options with the project as root
+    (``project_dir_here``: where this machine mounts it, if not at the server's path)."""
     project = cs_client.find_project(project_uid)
-    directory = Path(project_dir(project))
+    directory = Path(project_dir_here) if project_dir_here is not None \
+        else Path(project_dir(project))
     particles = _load_output(project, job_uid, output)
     where = f"{project_uid} {job_uid} output {output!r}"
     check_particle_fields(particles, where)
@@ -97,14 +100,15 @@ def run_cryosparc_hetero(cs_client: Any, project_uid: str, job_uid: str, workspa
                          output: str = "particles", options: HeteroOptions = HeteroOptions(),
                          title: str = "gmmrefine heterogeneity",
                          work_dir: str | Path | None = None,
+                         project_dir_here: str | Path | None = None,
                          log: Callable[[str], None] = print) -> str:
     """Train per-half networks on ``job_uid``'s particles; save latents and maps as a new
-    External job (same uids); return its uid."""
+    External job (same uids); return its uid. Ctrl-C or SIGTERM marks the job failed."""
     from ..pipeline.hetero_run import run_hetero
 
     work = Path(work_dir) if work_dir is not None else Path(f"gmmrefine_{project_uid}_{job_uid}")
     project, particles, input_cs, options = _prepare(cs_client, project_uid, job_uid, output,
-                                                     work, options, log)
+                                                     work, options, log, project_dir_here)
     job = project.create_external_job(workspace_uid, title=title)
     job.connect(INPUT_NAME, job_uid, output, slots=["blob", "alignments3D"])
     job.add_output("particle", PARTICLES_OUTPUT, slots=component_slots(options.latent_dim),
@@ -112,13 +116,14 @@ def run_cryosparc_hetero(cs_client: Any, project_uid: str, job_uid: str, workspa
     job.add_output("volume", SERIES_OUTPUT, slots=["map"])
     with job.run():
         try:
-            from ..report import log as report_log
+            with interrupts_as_errors():
+                from ..report import log as report_log
 
-            with report_log.lines_to(lambda line: log_progress(job, line)):
-                result = run_hetero(input_cs, work / "hetero", options)
-            save_components(job, particles, result.particles_cs, options.latent_dim)
-            save_series(job, [result.out_dir / "series" / r["map"]
-                              for r in result.reconstructed_series])
+                with report_log.lines_to(lambda line: log_progress(job, line)):
+                    result = run_hetero(input_cs, work / "hetero", options)
+                save_components(job, particles, result.particles_cs, options.latent_dim)
+                save_series(job, [result.out_dir / "series" / r["map"]
+                                  for r in result.reconstructed_series])
         except Exception as err:
             job.log(f"gmmrefine failed: {type(err).__name__}: {err}", level="error")
             raise
@@ -150,12 +155,13 @@ def run_cryosparc_conf2pose(cs_client: Any, project_uid: str, hetero_job_uid: st
     job.add_output("volume", "volume", slots=["map", "map_half_A", "map_half_B"])
     with job.run():
         try:
-            from ..report import log as report_log
+            with interrupts_as_errors():
+                from ..report import log as report_log
 
-            with report_log.lines_to(lambda line: log_progress(job, line)):
-                result = run_conf2pose(Path(hetero_dir), work, options)
-            save_particles(job, particles, result.particles_cs)
-            save_volumes(job, result)
+                with report_log.lines_to(lambda line: log_progress(job, line)):
+                    result = run_conf2pose(Path(hetero_dir), work, options)
+                save_particles(job, particles, result.particles_cs)
+                save_volumes(job, result)
         except Exception as err:
             job.log(f"gmmrefine failed: {type(err).__name__}: {err}", level="error")
             raise
@@ -176,11 +182,12 @@ def run_cryosparc_composite(cs_client: Any, project_uid: str, workspace_uid: str
     job.add_output("volume", "volume", slots=["map", "map_half_A", "map_half_B"])
     with job.run():
         try:
-            from ..report import log as report_log
+            with interrupts_as_errors():
+                from ..report import log as report_log
 
-            with report_log.lines_to(lambda line: log_progress(job, line)):
-                result = run_composite(runs, out_dir, options)
-            save_volumes(job, run_files(out_dir))
+                with report_log.lines_to(lambda line: log_progress(job, line)):
+                    result = run_composite(runs, out_dir, options)
+                save_volumes(job, run_files(out_dir))
         except Exception as err:
             job.log(f"gmmrefine failed: {type(err).__name__}: {err}", level="error")
             raise

@@ -34,6 +34,8 @@ from ..report import log as report_log
 from ..report.plots import plot_fsc
 from ..report.slices import plot_run_comparison
 from .hetero_options import CompositeOptions
+from .options import table_identity
+from .ownership import claimed
 from .run_directory import FSC_PNG, LOG, RECORD, Maps, RunLayout, read_final_maps, write_maps
 
 log = logging.getLogger(__name__)
@@ -186,8 +188,13 @@ def run_composite(runs: list[Path], out_dir: Path, options: CompositeOptions) ->
         start_dir = fill_dir if fill_dir is not None else named[0][1]
         start = RunLayout(start_dir).iteration_map(0)
         start_res = float(_record(start_dir).get("start_resolution_A", 2 * apix))
-        out.mkdir(parents=True, exist_ok=True)
-        with report_log.to_file(out / LOG) as file_log:
+        # The composite owns its directory (pipeline.ownership); its inputs are the runs'
+        # records, which change whenever a run's maps do.
+        sources = {name: path / RECORD for name, path in named}
+        if fill_dir is not None:
+            sources["fill"] = Path(fill_dir) / RECORD
+        identity = table_identity("composite", sources, options)
+        with claimed(out, identity), report_log.to_file(out / LOG) as file_log:
             early.replay(file_log)
             result = write_composite(out, focused, fill, start, start_res, apix,
                                      "composite of focused runs")

@@ -39,11 +39,14 @@ from ..hetero.networks import predict
 from ..io.atomic import write_text_atomic
 from ..io.mrc import read_mask
 from ..io.particles import read_particles, write_particles
+from ..report import log as report_log
 from .hetero_options import Conf2PoseOptions
-from .hetero_run import HALVES, HalfModel, load_half
-from .options import RefineOptions, RefineResult
-from .refinement import refine_single
-from .run_directory import PARTICLES_STAR
+from .hetero_run import HALVES, LATENT, HalfModel, load_half
+from .inputs import read_inputs
+from .options import RefineOptions, RefineResult, table_identity
+from .ownership import check_claim, claimed
+from .refinement import refine_claimed
+from .run_directory import LOG, PARTICLES_STAR
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +102,7 @@ def convert_particles(hetero_dir: Path, options: Conf2PoseOptions):
     record = read_hetero_record(hetero_dir)
     ps = read_particles(hetero_dir / PARTICLES_STAR, root=options.root or record["root"])
     ps, _ = ps.with_halves()
-    box, apix = ps.common_box_apix()
+    box, apix = ps.output_grid()
     mask = read_mask(options.mask, box, apix)
     models = {h: load_half(hetero_dir, h) for h in HALVES}
     if any(m is None for m in models.values()):
@@ -134,26 +137,42 @@ def convert_particles(hetero_dir: Path, options: Conf2PoseOptions):
 def run_conf2pose(hetero_dir: Path, out_dir: Path, options: Conf2PoseOptions, *,
                   should_abort: Callable[[], bool] = lambda: False) -> RefineResult:
     """Convert HETERO_DIR's particles into poses for the mask's region, then refine them with
-    ``options.focus_iterations`` focused iterations into ``out_dir``; resumes a stopped run."""
+    ``options.focus_iterations`` focused iterations into ``out_dir``; resumes a stopped run.
+
+    The run owns ``out_dir`` as a refinement does (pipeline.ownership), its
+    inputs being the heterogeneity run's particles and latents and the mask;
+    the converted poses it writes there are the focused iterations' start.
+    """
     hetero_dir, out = Path(hetero_dir), Path(out_dir)
+    if options.mask is None:
+        raise InputError("conf2pose: no --mask; expected the region whose conformation "
+                         "becomes a pose")
+    # Absolute, so the record names the mask wherever it is read from (composite does).
+    options = dataclasses.replace(options, mask=str(Path(options.mask).resolve()))
+    inputs = {"particles": hetero_dir / PARTICLES_STAR, "latents": hetero_dir / LATENT,
+              "mask": Path(options.mask)}
+    for name, path in inputs.items():
+        if not path.is_file():
+            raise InputError(f"{path}: {name} not found; expected a finished gmmrefine hetero "
+                             "run directory and a mask file")
+    identity = table_identity("conf2pose", inputs, options, frozenset({"batch", "root"}))
     converted = out / CONVERTED_STAR
-    if (out / RECORD).is_file():
-        old = json.loads((out / RECORD).read_text())
-        if old.get("input") != str(hetero_dir.resolve()) or old.get("options") != options.to_dict():
-            raise InputError(f"{out / RECORD}: the run here converted {old.get('input')} with "
-                             "other options; expected the same to resume (or a new --out)")
-    if not converted.is_file():
-        ps, summary = convert_particles(hetero_dir, options)
-        out.mkdir(parents=True, exist_ok=True)
-        write_particles(ps, out / CONVERTED_CS)
-        write_particles(ps, converted)
-        write_text_atomic(out / RECORD, json.dumps(
-            {"input": str(hetero_dir.resolve()), "options": options.to_dict(),
-             "root": str(ps.root), **summary}, indent=2) + "\n")
-    record = json.loads((out / RECORD).read_text())
-    focus = dataclasses.replace(RefineOptions(), mask=str(Path(options.mask).resolve()),
-                                iterations=options.focus_iterations, root=record["root"],
-                                seed=options.seed)
-    log.info(f"focused refinement from the converted poses: {options.focus_iterations} "
-             "iterations")
-    return refine_single(converted, out, focus, should_abort=should_abort)
+    with report_log.held() as early:
+        if not converted.is_file():
+            check_claim(out, identity)      # before the conversion's work, not only after
+            ps, summary = convert_particles(hetero_dir, options)
+        with claimed(out, identity) as record, report_log.to_file(out / LOG) as file_log:
+            early.replay(file_log)
+            if not converted.is_file():
+                write_particles(ps, out / CONVERTED_CS)
+                write_particles(ps, converted)
+                write_text_atomic(out / RECORD, json.dumps(
+                    {"input": str(hetero_dir.resolve()), "options": options.to_dict(),
+                     "root": str(ps.root), **summary}, indent=2) + "\n")
+            conversion = json.loads((out / RECORD).read_text())
+            focus = dataclasses.replace(RefineOptions(), mask=str(Path(options.mask).resolve()),
+                                        iterations=options.focus_iterations,
+                                        root=conversion["root"], seed=options.seed)
+            log.info(f"focused refinement from the converted poses: "
+                     f"{options.focus_iterations} iterations")
+            return refine_claimed(read_inputs(converted, focus), out, record, should_abort)

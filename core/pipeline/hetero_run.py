@@ -46,6 +46,8 @@ from ..reconstruct.fsc import fsc_curve
 from ..report import log as report_log
 from ..report.progress import Progress
 from .hetero_options import HeteroOptions
+from .options import table_identity
+from .ownership import claimed
 from .references import solvent_mask, wiener_weighted
 from .run_directory import LOG, run_files
 
@@ -93,7 +95,7 @@ def read_hetero_inputs(source: Path, options: HeteroOptions) -> HeteroInputs:
     ps, note = ps.with_halves()
     if note:
         log.info(note)
-    box, apix = ps.common_box_apix()
+    box, apix = ps.output_grid()
     if maps is not None and maps[0].shape[0] != box:
         raise InputError(f"{source}: half maps of box {maps[0].shape[0]}; expected {box} like "
                          "the particles")
@@ -218,17 +220,6 @@ def read_hetero_record(hetero_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _check_record(path: Path, record: dict) -> None:
-    """Refuse to resume a run made from other inputs or options (one line)."""
-    if not path.is_file():
-        return
-    old = json.loads(path.read_text())
-    for key in ("input", "options"):
-        if old.get(key) != record[key]:
-            raise InputError(f"{path}: the run here has another {key}; expected the same to "
-                             "resume (or a new --out directory)")
-
-
 def run_hetero(source: Path, out_dir: Path, options: HeteroOptions, *,
                should_abort: Callable[[], bool] = lambda: False):
     """Train both halves' networks on PARTICLES_OR_RUN into ``out_dir`` and write every output.
@@ -243,9 +234,12 @@ def run_hetero(source: Path, out_dir: Path, options: HeteroOptions, *,
         inputs = read_hetero_inputs(Path(source), options)
         record = {"input": str(inputs.particles_file.resolve()), "options": options.to_dict(),
                   "root": str(inputs.particles.root)}
-        _check_record(out / RECORD, record)
-        out.mkdir(parents=True, exist_ok=True)
-        with report_log.to_file(out / LOG) as file_log:
+        files = {"particles": inputs.particles_file}
+        if options.mask is not None:
+            files["mask"] = Path(options.mask)
+        # The run owns its directory as a refinement does (pipeline.ownership).
+        identity = table_identity("hetero", files, options, frozenset({"chunk", "root"}))
+        with claimed(out, identity), report_log.to_file(out / LOG) as file_log:
             early.replay(file_log)
             write_text_atomic(out / RECORD, json.dumps(record, indent=2) + "\n")
             ps = inputs.particles

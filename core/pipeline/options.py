@@ -347,8 +347,15 @@ def run_identity(particles: Path, options: "RefineOptions",
     files = {"particles": Path(particles)}
     files.update({name: Path(getattr(options, name)) for name in INPUT_FILE_OPTIONS
                   if getattr(options, name) is not None})
-    fields = option_fields()
-    return RunIdentity("refine", files, options.to_dict(), resumable,
+    return table_identity("refine", files, options, resumable)
+
+
+def table_identity(command: str, inputs: dict[str, Path], options: object,
+                   resumable: frozenset[str] = frozenset()) -> RunIdentity:
+    """The identity of a run of ``command`` whose options are a declared table (RefineOptions,
+    or another command's: pipeline.hetero_options); errors name options as users spell them."""
+    fields = option_fields(type(options))
+    return RunIdentity(command, inputs, options.to_dict(), resumable,
                        defaults={name: default for name, _, default in fields},
                        spelling={name: option.flag for name, option, _ in fields})
 

@@ -204,6 +204,14 @@ def refine_single(particles: Path, out_dir: Path, options: RefineOptions, *,
         with claimed(out_dir, run_identity(particles, options)) as record, \
                 report_log.to_file(out_dir / LOG) as file_log:
             early.replay(file_log)
-            record["n_particles"] = len(inputs.particles)
-            run = RunDirectory(out_dir, record)
-            return _Refinement(inputs, run, should_abort, executor).run_all()
+            return refine_claimed(inputs, out_dir, record, should_abort, executor)
+
+
+def refine_claimed(inputs: RunInputs, out_dir: Path, record: dict,
+                   should_abort: Callable[[], bool] = lambda: False,
+                   executor: ChunkExecutor = IN_PROCESS) -> RefineResult:
+    """The refinement of ``inputs`` in a directory its caller has claimed (``record``: the
+    claim's run.json content, which the run extends with every iteration)."""
+    record["n_particles"] = len(inputs.particles)
+    run = RunDirectory(Path(out_dir), record)
+    return _Refinement(inputs, run, should_abort, executor).run_all()
