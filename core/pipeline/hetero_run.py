@@ -96,6 +96,13 @@ def read_hetero_inputs(source: Path, options: HeteroOptions) -> HeteroInputs:
     if note:
         log.info(note)
     box, apix = ps.output_grid()
+    grids = sorted({(ps.optics[g].box, ps.optics[g].apix) for g in ps.groups_present()})
+    if len(grids) > 1:
+        # The encoder's features are rings of one cropped grid for every particle.
+        raise InputError(f"{particles_file}: optics groups of {len(grids)} image grids "
+                         f"(box, A/px: {', '.join(f'{b} at {a:.4g}' for b, a in grids)}); "
+                         "expected one box and pixel size for heterogeneity analysis (refine "
+                         "and reconstruct take merged sets)")
     if maps is not None and maps[0].shape[0] != box:
         raise InputError(f"{source}: half maps of box {maps[0].shape[0]}; expected {box} like "
                          "the particles")
