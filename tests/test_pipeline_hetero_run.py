@@ -75,7 +75,8 @@ def test_maps_plots_and_networks_open_in_their_tools(hetero_run):
                                neutral.centres_A, atol=1e-3)
 
 
-def test_conf2pose_and_composite_as_relion_external_jobs(hetero_run, tmp_path, monkeypatch):
+def test_conf2pose_and_composite_as_relion_external_jobs(hetero_run, tmp_path, monkeypatch,
+                                                         capsys):
     from gmmrefine.relion_external.tasks import main_composite, main_conf2pose
 
     sim, out = hetero_run
@@ -99,6 +100,27 @@ def test_conf2pose_and_composite_as_relion_external_jobs(hetero_run, tmp_path, m
     with mrcfile.open(project / "External" / "job003" / "map.mrc") as mrc:
         assert np.isfinite(mrc.data).all()
     assert (project / "External" / "job003" / "regions.csv").read_text().count("\n") == 2
+    # The conf2pose job owns its directory: nothing else may write into it.
+    code = main_composite(["--o", "External/job002/", "--runs", "External/job003/", "--j", "1"])
+    assert code == 1 and (job / pf.FAILURE).exists()
+    assert "holds a gmmrefine conf2pose run" in capsys.readouterr().err
+
+
+def test_hetero_refuses_optics_groups_on_two_grids_with_one_line(tmp_path):
+    sim = tmp_path / "sim"
+    simulate_dataset(sim, n=8, box=24, apix=3.0, snr=2.0, crb_sample=0)
+    tables = starfile.read(sim / "particles.star")
+    optics = pd.concat([tables["optics"]] * 2, ignore_index=True)
+    optics.loc[1, ["rlnOpticsGroup", "rlnOpticsGroupName", "rlnImagePixelSize"]] = \
+        [2, "other", 2.5]
+    tables["optics"] = optics
+    tables["particles"].loc[::2, "rlnOpticsGroup"] = 2
+    starfile.write(tables, tmp_path / "merged.star")
+    result = CliRunner().invoke(cli, ["hetero", str(tmp_path / "merged.star"), "--out",
+                                      str(tmp_path / "h"), "--root", str(sim)])
+    assert result.exit_code == 2, result.output
+    assert "merged.star: optics groups of 2 image grids" in result.stderr
+    assert not (tmp_path / "h").exists()
 
 
 def test_a_relion_hetero_job_refuses_a_missing_mask_with_one_line(tmp_path, monkeypatch,
