@@ -100,10 +100,14 @@ def test_conf2pose_and_composite_as_relion_external_jobs(hetero_run, tmp_path, m
     with mrcfile.open(project / "External" / "job003" / "map.mrc") as mrc:
         assert np.isfinite(mrc.data).all()
     assert (project / "External" / "job003" / "regions.csv").read_text().count("\n") == 2
-    # The conf2pose job owns its directory: nothing else may write into it.
-    code = main_composite(["--o", "External/job002/", "--runs", "External/job003/", "--j", "1"])
-    assert code == 1 and (job / pf.FAILURE).exists()
-    assert "holds a gmmrefine conf2pose run" in capsys.readouterr().err
+    # The composite job owns its directory: a conf2pose into it is refused before any work.
+    capsys.readouterr()
+    code = main_conf2pose(["--o", "External/job003/", "--in_parts",
+                           "External/job001/particles.star", "--in_mask", "mask.mrc",
+                           "--root", str(sim), "--j", "1"])
+    assert code == 1 and (project / "External" / "job003" / pf.FAILURE).exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a gmmrefine composite run" in err[0], err
 
 
 def test_hetero_refuses_optics_groups_on_two_grids_with_one_line(tmp_path):
