@@ -134,7 +134,9 @@ def _parse_header(text: bytes, encoding: str, where: str
         raise damaged(f"fortran_order {quoted(fortran)}")
     try:
         dtype = np.lib.format.descr_to_dtype(header["descr"])
-    except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError) as err:
+    # numpy parses some descriptions itself (a SyntaxError from its literal_eval).
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError, RecursionError,
+            SyntaxError) as err:
         raise damaged(f"descr {quoted(header['descr'])}: {quoted(_first_line(err), 60)}") \
             from None
     if dtype.hasobject:
