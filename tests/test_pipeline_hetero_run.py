@@ -41,8 +41,16 @@ def hetero_run(tmp_path_factory):
 def test_latents_are_keyed_by_image_name_in_every_output(hetero_run):
     sim, out = hetero_run
     table = pd.read_csv(out / "latent.csv")
+    # Keyed by the input's own image names; particles.star names the same images as a
+    # host finds them from the project directory (here: absolute paths).
+    given = starfile.read(sim / "truth.star")["particles"]
+    assert list(table.image_name) == list(given.rlnImageName)
     star = starfile.read(out / "particles.star")["particles"]
-    assert list(table.image_name) == list(star.rlnImageName)
+    def image(name: str) -> tuple[str, str]:
+        index, stack = name.split("@")
+        return index, stack.split("/")[-1]
+
+    assert list(map(image, star.rlnImageName)) == list(map(image, given.rlnImageName))
     latent = np.load(out / "latent.npy")
     np.testing.assert_allclose(latent, table[["z0", "z1"]].to_numpy(), rtol=1e-5, atol=1e-6)
     cs = Dataset.load(out / "particles.cs")
@@ -115,6 +123,7 @@ def test_hetero_refuses_optics_groups_on_two_grids_with_one_line(tmp_path):
     simulate_dataset(sim, n=8, box=24, apix=3.0, snr=2.0, crb_sample=0)
     tables = starfile.read(sim / "particles.star")
     optics = pd.concat([tables["optics"]] * 2, ignore_index=True)
+    optics["rlnImagePixelSize"] = optics["rlnImagePixelSize"].astype(float)
     optics.loc[1, ["rlnOpticsGroup", "rlnOpticsGroupName", "rlnImagePixelSize"]] = \
         [2, "other", 2.5]
     tables["optics"] = optics
