@@ -56,6 +56,7 @@ def simulate(folder: Path, n: int, box: int, apix: float, snr: float) -> dict | 
 
 def measure(n: int, args) -> dict:
     data = args.data / f"memory_{n}_{args.box}"
+    data.mkdir(parents=True, exist_ok=True)
     figures = {"particles": n, "stack_GB": round(n * args.box ** 2 * 4 / 1e9, 2)}
     simulated = simulate(data / "sim", n, args.box, args.apix, args.snr)
     if simulated is not None:
