@@ -78,8 +78,30 @@ def decoded_turns(hetero: Path, mask: np.ndarray, apix: float, halves: np.ndarra
     return out
 
 
+def epoch_seconds(train_log: Path) -> list[float]:
+    """Seconds of each cryoDRGN epoch, from its log's "Finished in H:MM:SS" lines (all runs,
+    a run resumed from a checkpoint included)."""
+    out = []
+    for line in train_log.read_text().splitlines() if train_log.is_file() else []:
+        if "=====> Epoch" in line and "Finished in" in line:
+            h, m, s = line.rsplit("Finished in", 1)[1].strip().split(":")
+            out.append(3600 * int(h) + 60 * int(m) + float(s))
+    return out
+
+
+def last_checkpoint(train: Path, prefix: str) -> tuple[int, Path | None]:
+    """The highest epoch K with ``train/{prefix}.K.pkl`` (cryoDRGN 4.x counts epochs from 1)."""
+    found = [(int(f.name.split(".")[1]), f) for f in train.glob(f"{prefix}.*.pkl")
+             if f.name.split(".")[1].isdigit()]
+    return max(found) if found else (0, None)
+
+
 def run_cryodrgn(exe: str, sim: Path, star: Path, case: Path, args) -> dict:
-    """cryoDRGN's train_vae on the same particles and poses: its latents and wall time."""
+    """cryoDRGN's train_vae on the same particles and poses: its latents and wall time.
+
+    A stopped training resumes from its last checkpoint (train_vae --load); with
+    ``--cryodrgn-cached`` nothing is trained and the last checkpoint's latents are read.
+    """
     box, apix = args.cryodrgn_box or args.box, args.apix * args.box / (args.cryodrgn_box or args.box)
     work = case / f"cryodrgn_{args.poses}_z{args.latent}_e{args.cryodrgn_epochs}_D{box}"
     work.mkdir(parents=True, exist_ok=True)
@@ -98,24 +120,27 @@ def run_cryodrgn(exe: str, sim: Path, star: Path, case: Path, args) -> dict:
                                 "-D", str(box), "--Apix", str(apix)], work / "parse.log",
                                work / "ctf.pkl")
     train = work / "train"
-    last = train / f"z.{args.cryodrgn_epochs - 1}.pkl"
-    walls["train_vae"] = run_step(
-        [exe, "train_vae", images, "--datadir", str(sim), "--poses", str(work / "pose.pkl"),
-         "--ctf", str(work / "ctf.pkl"), "--zdim", str(args.latent), "-n",
-         str(args.cryodrgn_epochs), "-o", str(train), "--enc-dim", str(args.cryodrgn_dim),
-         "--dec-dim", str(args.cryodrgn_dim), "--no-analysis", "--max-threads", "2"],
-        work / "train.log", last)
-    candidates = sorted(train.glob("z*.pkl"), key=lambda p: p.stat().st_mtime)
-    with open(candidates[-1], "rb") as f:
+    done, weights = last_checkpoint(train, "weights")
+    if not args.cryodrgn_cached and done < args.cryodrgn_epochs:
+        resume = ["--load", str(weights)] if weights is not None else []
+        walls["train_vae"] = run_step(
+            [exe, "train_vae", images, "--datadir", str(sim), "--poses", str(work / "pose.pkl"),
+             "--ctf", str(work / "ctf.pkl"), "--zdim", str(args.latent), "-n",
+             str(args.cryodrgn_epochs), "-o", str(train), "--enc-dim", str(args.cryodrgn_dim),
+             "--dec-dim", str(args.cryodrgn_dim), "--no-analysis", "--max-threads", "2",
+             *resume], work / "train.log", train / f"z.{args.cryodrgn_epochs}.pkl")
+    epochs, z_file = last_checkpoint(train, "z")
+    if z_file is None:
+        raise SystemExit(f"bench_hetero.py: no cryoDRGN latents in {train}")
+    with open(z_file, "rb") as f:
         z = pickle.load(f)
-    record = work / "wall.json"
-    if walls["train_vae"] > 0:
-        record.write_text(json.dumps(walls))
-    walls = json.loads(record.read_text()) if record.is_file() else walls
-    return {"latent": np.asarray(z), "wall_s": walls, "settings": {
-        "zdim": args.latent, "epochs": args.cryodrgn_epochs, "box": box, "apix": apix,
-        "enc_dim": args.cryodrgn_dim,
-        "dec_dim": args.cryodrgn_dim, "layers": 3}}
+    seconds = epoch_seconds(work / "train.log")
+    return {"latent": np.asarray(z), "wall_s": walls, "epochs_trained": epochs,
+            "latents_file": z_file.name, "epoch_s": seconds,
+            "training_s": float(sum(seconds[:epochs])), "settings": {
+                "zdim": args.latent, "epochs_asked": args.cryodrgn_epochs, "box": box,
+                "apix": apix, "enc_dim": args.cryodrgn_dim, "dec_dim": args.cryodrgn_dim,
+                "layers": 3}}
 
 
 def main() -> None:
@@ -136,6 +161,8 @@ def main() -> None:
     p.add_argument("--cryodrgn-box", type=int, default=48,
                    help="box cryoDRGN trains on (Fourier-downsampled; 0: the particles' own)")
     p.add_argument("--no-cryodrgn", action="store_true")
+    p.add_argument("--cryodrgn-cached", action="store_true",
+                   help="train nothing: read the last cached cryoDRGN checkpoint's latents")
     p.add_argument("--data", type=Path, default=HERE / ".data")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
