@@ -142,7 +142,10 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average": os.getloadavg()},
         "data": {"particles": args.n, "box": args.box, "apix": args.apix, "snr": args.snr,
-                 "tip_travel_A": args.flex_amplitude_A, "global_iterations": args.global_iter,
+                 "tip_travel_A": args.flex_amplitude_A,
+                 # the cached global run's own count (with --from start it is not re-run)
+                 "global_iterations": len(json.loads((glob / "run.json").read_text())[
+                     "iterations"]) - 1 if has_global else None,
                  "focus_iterations": args.focus_iter, "hetero_epochs": args.epochs,
                  "hetero_from": args.source,
                  "domain_rotation_bound_deg_median": bound},

@@ -57,6 +57,30 @@ def rho(a: np.ndarray, b: np.ndarray) -> float:
     return float(spearmanr(a, b)[0])
 
 
+def linear_readout_rho(latent: np.ndarray, hinge: np.ndarray, seed: int = 0) -> float:
+    """Spearman of the true turn against its best linear read-out from the whole latent,
+    2-fold cross-validated (each half of the rows predicted by a least-squares fit on the
+    other): how much of the turn the latent holds, wherever in it, not only along PC1."""
+    rows = np.random.default_rng(seed).permutation(len(hinge))
+    folds = np.array_split(rows, 2)
+    design = np.column_stack([latent, np.ones(len(hinge))])
+    predicted = np.zeros(len(hinge))
+    for test, train in ((folds[0], folds[1]), (folds[1], folds[0])):
+        coef = np.linalg.lstsq(design[train], hinge[train], rcond=None)[0]
+        predicted[test] = design[test] @ coef
+    return rho(predicted, hinge)
+
+
+def run_log_span_s(run_log: Path) -> float:
+    """Seconds from the first to the last line of a run.log (the run's wall time, also when
+    this invocation found it cached)."""
+    from datetime import datetime
+
+    lines = [ln for ln in run_log.read_text().splitlines() if ln[:4].isdigit()]
+    stamp = [datetime.strptime(ln[:19], "%Y-%m-%d %H:%M:%S") for ln in (lines[0], lines[-1])]
+    return (stamp[1] - stamp[0]).total_seconds()
+
+
 def decoded_turns(hetero: Path, mask: np.ndarray, apix: float, halves: np.ndarray) -> np.ndarray:
     """Signed turn (deg) of each particle's decoded domain relative to its half's neutral GMM."""
     from gmmrefine.gmm.focus import mask_values_at
@@ -78,8 +102,30 @@ def decoded_turns(hetero: Path, mask: np.ndarray, apix: float, halves: np.ndarra
     return out
 
 
+def epoch_seconds(train_log: Path) -> list[float]:
+    """Seconds of each cryoDRGN epoch, from its log's "Finished in H:MM:SS" lines (all runs,
+    a run resumed from a checkpoint included)."""
+    out = []
+    for line in train_log.read_text().splitlines() if train_log.is_file() else []:
+        if "=====> Epoch" in line and "Finished in" in line:
+            h, m, s = line.rsplit("Finished in", 1)[1].strip().split(":")
+            out.append(3600 * int(h) + 60 * int(m) + float(s))
+    return out
+
+
+def last_checkpoint(train: Path, prefix: str) -> tuple[int, Path | None]:
+    """The highest epoch K with ``train/{prefix}.K.pkl`` (cryoDRGN 4.x counts epochs from 1)."""
+    found = [(int(f.name.split(".")[1]), f) for f in train.glob(f"{prefix}.*.pkl")
+             if f.name.split(".")[1].isdigit()]
+    return max(found) if found else (0, None)
+
+
 def run_cryodrgn(exe: str, sim: Path, star: Path, case: Path, args) -> dict:
-    """cryoDRGN's train_vae on the same particles and poses: its latents and wall time."""
+    """cryoDRGN's train_vae on the same particles and poses: its latents and wall time.
+
+    A stopped training resumes from its last checkpoint (train_vae --load); with
+    ``--cryodrgn-cached`` nothing is trained and the last checkpoint's latents are read.
+    """
     box, apix = args.cryodrgn_box or args.box, args.apix * args.box / (args.cryodrgn_box or args.box)
     work = case / f"cryodrgn_{args.poses}_z{args.latent}_e{args.cryodrgn_epochs}_D{box}"
     work.mkdir(parents=True, exist_ok=True)
@@ -98,24 +144,33 @@ def run_cryodrgn(exe: str, sim: Path, star: Path, case: Path, args) -> dict:
                                 "-D", str(box), "--Apix", str(apix)], work / "parse.log",
                                work / "ctf.pkl")
     train = work / "train"
-    last = train / f"z.{args.cryodrgn_epochs - 1}.pkl"
-    walls["train_vae"] = run_step(
-        [exe, "train_vae", images, "--datadir", str(sim), "--poses", str(work / "pose.pkl"),
-         "--ctf", str(work / "ctf.pkl"), "--zdim", str(args.latent), "-n",
-         str(args.cryodrgn_epochs), "-o", str(train), "--enc-dim", str(args.cryodrgn_dim),
-         "--dec-dim", str(args.cryodrgn_dim), "--no-analysis", "--max-threads", "2"],
-        work / "train.log", last)
-    candidates = sorted(train.glob("z*.pkl"), key=lambda p: p.stat().st_mtime)
-    with open(candidates[-1], "rb") as f:
+    done, weights = last_checkpoint(train, "weights")
+    if not args.cryodrgn_cached and done < args.cryodrgn_epochs:
+        resume = ["--load", str(weights)] if weights is not None else []
+        walls["train_vae"] = run_step(
+            [exe, "train_vae", images, "--datadir", str(sim), "--poses", str(work / "pose.pkl"),
+             "--ctf", str(work / "ctf.pkl"), "--zdim", str(args.latent), "-n",
+             str(args.cryodrgn_epochs), "-o", str(train), "--enc-dim", str(args.cryodrgn_dim),
+             "--dec-dim", str(args.cryodrgn_dim), "--no-analysis", "--max-threads", "2",
+             *resume], work / "train.log", train / f"z.{args.cryodrgn_epochs}.pkl")
+    epochs, z_file = last_checkpoint(train, "z")
+    if z_file is None:
+        raise SystemExit(f"bench_hetero.py: no cryoDRGN latents in {train}")
+    with open(z_file, "rb") as f:
         z = pickle.load(f)
-    record = work / "wall.json"
-    if walls["train_vae"] > 0:
-        record.write_text(json.dumps(walls))
-    walls = json.loads(record.read_text()) if record.is_file() else walls
-    return {"latent": np.asarray(z), "wall_s": walls, "settings": {
-        "zdim": args.latent, "epochs": args.cryodrgn_epochs, "box": box, "apix": apix,
-        "enc_dim": args.cryodrgn_dim,
-        "dec_dim": args.cryodrgn_dim, "layers": 3}}
+    seconds = epoch_seconds(work / "train.log")
+    by_epoch = {}
+    for k in range(1, epochs + 1):
+        if (train / f"z.{k}.pkl").is_file():
+            with open(train / f"z.{k}.pkl", "rb") as f:
+                by_epoch[k] = np.asarray(pickle.load(f))
+    return {"latent": np.asarray(z), "latent_by_epoch": by_epoch, "wall_s": walls,
+            "epochs_trained": epochs,
+            "latents_file": z_file.name, "epoch_s": seconds,
+            "training_s": float(sum(seconds[:epochs])), "settings": {
+                "zdim": args.latent, "epochs_asked": args.cryodrgn_epochs, "box": box,
+                "apix": apix, "enc_dim": args.cryodrgn_dim, "dec_dim": args.cryodrgn_dim,
+                "layers": 3}}
 
 
 def main() -> None:
@@ -136,6 +191,8 @@ def main() -> None:
     p.add_argument("--cryodrgn-box", type=int, default=48,
                    help="box cryoDRGN trains on (Fourier-downsampled; 0: the particles' own)")
     p.add_argument("--no-cryodrgn", action="store_true")
+    p.add_argument("--cryodrgn-cached", action="store_true",
+                   help="train nothing: read the last cached cryoDRGN checkpoint's latents")
     p.add_argument("--data", type=Path, default=HERE / ".data")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
@@ -168,11 +225,15 @@ def main() -> None:
     turns = decoded_turns(hetero, mask, apix, halves)
     record = json.loads((hetero / "hetero.json").read_text())
     ours = {"spearman_pc1_vs_hinge": {}, "spearman_decoded_turn_vs_hinge": {},
-            "training_s": {h: record["halves"][h]["seconds"] for h in ("1", "2")}}
+            "spearman_linear_readout_cv_vs_hinge": {},
+            "training_s": {h: record["halves"][h]["seconds"] for h in ("1", "2")},
+            "run_wall_s": run_log_span_s(hetero / "run.log")}
     for h in (1, 2):
         rows = halves == h
         ours["spearman_pc1_vs_hinge"][str(h)] = rho(pc1(latent[rows]), hinge[rows])
         ours["spearman_decoded_turn_vs_hinge"][str(h)] = rho(turns[rows], hinge[rows])
+        ours["spearman_linear_readout_cv_vs_hinge"][str(h)] = linear_readout_rho(latent[rows],
+                                                                                 hinge[rows])
     result = {"benchmark": "hetero",
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "load_average": os.getloadavg()},
@@ -188,11 +249,19 @@ def main() -> None:
         t0 = time.perf_counter()
         drgn = run_cryodrgn(exe, sim, star, case, args)
         z = drgn.pop("latent")
+        by_epoch = drgn.pop("latent_by_epoch")
         # cryoDRGN reads the STAR's rows in order; its latents are row-aligned with ``star``.
         star_hinge, star_halves = hinge_by_row(sim, star)
         drgn["spearman_pc1_vs_hinge"] = {str(h): rho(pc1(z[star_halves == h]),
                                                      star_hinge[star_halves == h])
                                          for h in (1, 2)}
+        drgn["spearman_linear_readout_cv_vs_hinge"] = {
+            str(h): linear_readout_rho(z[star_halves == h], star_hinge[star_halves == h])
+            for h in (1, 2)}
+        # How informative the latent was along the way (time: the epochs' sum up to it).
+        drgn["spearman_pc1_vs_hinge_by_epoch"] = {
+            str(k): {str(h): rho(pc1(zk[star_halves == h]), star_hinge[star_halves == h])
+                     for h in (1, 2)} for k, zk in by_epoch.items()}
         drgn["wall_s_this_invocation"] = time.perf_counter() - t0
         result["cryodrgn"] = drgn
     elif not args.no_cryodrgn:
