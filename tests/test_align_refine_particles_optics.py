@@ -128,7 +128,8 @@ def test_refinement_gets_better_with_the_optics_modelled(tmp_path):
     outcome = {}
     for name in ("particles", "plain"):
         result = refine_module.run_refinement(data / f"{name}.star", tmp_path / name,
-                                              RefineOptions(iterations=1), log=lambda s: None)
+                                              RefineOptions(iterations=1, steps=3),
+                                              log=lambda s: None)
         refined = read_particles(result.particles_star, root=data)
         outcome[name] = (result.resolution_A,
                          float(np.median(angle_between_deg(refined.rotation, truth.rotation))))

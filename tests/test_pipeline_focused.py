@@ -30,10 +30,10 @@ def test_focused_run_widens_the_gmm_outside_the_mask_and_reports_the_fsc_within_
     mask = soft_sphere(box, (4, 0, 0), 6, 3)
     write_map(tmp_path / "mask.mrc", mask, apix)
     star = focus_set / "particles.star"
-    opts = RefineOptions(iterations=1, steps=1, res_A=8.0)
+    opts = RefineOptions(iterations=1, steps=1, res_A=8.0, n_gauss=400)
     refine_module.run_refinement(star, tmp_path / "plain", opts, log=lambda s: None)
     refine_module.run_refinement(star, tmp_path / "focus",
-                                 RefineOptions(iterations=1, steps=1, res_A=8.0,
+                                 RefineOptions(iterations=1, steps=1, res_A=8.0, n_gauss=400,
                                                mask=str(tmp_path / "mask.mrc")),
                                  log=lambda s: None)
     plain = read_gmm(tmp_path / "plain" / "iter_001" / "gmm_half1.npz")
@@ -55,7 +55,8 @@ def test_focused_run_widens_the_gmm_outside_the_mask_and_reports_the_fsc_within_
         resolution_of(tmp_path / "focus", region), rel=1e-3)
     assert 0 < record["iterations"][1]["halves"]["1"]["mass_in_mask"] < 1
     refine_module.run_refinement(star, tmp_path / "fade",
-                                 RefineOptions(iterations=1, steps=1, res_A=8.0, outside="fade",
+                                 RefineOptions(iterations=1, steps=1, res_A=8.0, n_gauss=400,
+                                               outside="fade",
                                                mask=str(tmp_path / "mask.mrc")),
                                  log=lambda s: None)
     fade = read_gmm(tmp_path / "fade" / "iter_001" / "gmm_half1.npz")

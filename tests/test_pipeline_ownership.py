@@ -143,7 +143,7 @@ def test_a_run_killed_at_any_point_resumes_to_what_an_uninterrupted_run_writes(t
     data = tmp_path / "data"
     simulate_dataset(data, n=80, box=32, apix=3.2, snr=1.0, angle_rms_deg=3.0, crb_sample=0)
     command = [str(Path(sys.executable).parent / "gmmrefine"), "refine",
-               str(data / "particles.star"), "--iter", "1"]
+               str(data / "particles.star"), "--iter", "1", "--n-gauss", "300"]
     t0 = time.monotonic()
     subprocess.run(command + ["--out", str(tmp_path / "whole")], check=True,
                    capture_output=True)

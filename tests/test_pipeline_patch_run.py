@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -20,7 +21,8 @@ pytestmark = pytest.mark.slow
 
 def test_patch_run_writes_every_patch_and_a_composite_of_each_halfs_own_maps(focus_set, tmp_path):
     out = tmp_path / "run"
-    opts = RefineOptions(iterations=1, steps=1, res_A=8.0, patches=2, patch_iterations=1)
+    opts = RefineOptions(iterations=1, steps=1, res_A=8.0, n_gauss=400, patches=2,
+                         patch_iterations=1)
     result = refine_module.run_refinement(focus_set / "particles.star", out, opts,
                                           log=lambda s: None)
     for name in ("global/particles.star", "patch_01/particles.star", "patch_02/particles.cs",
@@ -63,8 +65,7 @@ def test_patch_run_writes_every_patch_and_a_composite_of_each_halfs_own_maps(foc
     assert (out / "patch_02" / "iter_001" / "iteration.json").stat().st_mtime_ns == stamp
     with pytest.raises(InputError, match="patches"):
         refine_module.run_refinement(focus_set / "particles.star", out,
-                                     RefineOptions(iterations=1, steps=1, res_A=8.0, patches=3,
-                                                   patch_iterations=1), log=lambda s: None)
+                                     dataclasses.replace(opts, patches=3), log=lambda s: None)
     # A bad option stops a patch run before its directory gets a file.
     with pytest.raises(InputError, match="--iter 0"):
         refine_module.run_refinement(focus_set / "particles.star", tmp_path / "bad",

@@ -61,7 +61,7 @@ def test_halves_never_meet_the_other_halfs_gmm_and_resume_skips_finished_work(
         refine_set, tmp_path, monkeypatch):
     met = _spy(monkeypatch)
     out = tmp_path / "run"
-    options = RefineOptions(iterations=1, steps=2)
+    options = RefineOptions(iterations=1, steps=2, n_gauss=400)
     result = refine_module.run_refinement(refine_set / "particles.star", out, options,
                                           log=lambda s: None)
     assert met == [(1, {1}), (2, {2})]
@@ -71,7 +71,7 @@ def test_halves_never_meet_the_other_halfs_gmm_and_resume_skips_finished_work(
 
     # Same options, one more iteration: iteration 1 is read back, only iteration 2 runs.
     met.clear()
-    more = RefineOptions(iterations=2, steps=2)
+    more = RefineOptions(iterations=2, steps=2, n_gauss=400)
     result = refine_module.run_refinement(refine_set / "particles.star", out, more,
                                           log=lambda s: None)
     assert met == [(1, {1}), (2, {2})]
@@ -85,7 +85,8 @@ def test_halves_never_meet_the_other_halfs_gmm_and_resume_skips_finished_work(
 
     with pytest.raises(InputError, match="steps"):
         refine_module.run_refinement(refine_set / "particles.star", out,
-                                     RefineOptions(iterations=2, steps=3), log=lambda s: None)
+                                     RefineOptions(iterations=2, steps=3, n_gauss=400),
+                                     log=lambda s: None)
 
 
 @pytest.mark.slow
