@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
+import mrcfile
 import numpy as np
 import pytest
 from gmmrefine.errors import InputError
 from gmmrefine.fourier import masks
-from gmmrefine.io.mrc import read_mask, write_map
+from gmmrefine.io.mrc import new_stack, read_mask, write_map
 
 
 def test_read_mask_accepts_a_valid_mask_and_leaves_the_file_alone(tmp_path):
@@ -37,3 +40,20 @@ def test_read_mask_rejects_with_one_line_naming_the_file(tmp_path, data, apix, b
 def test_read_mask_names_a_missing_file(tmp_path):
     with pytest.raises(InputError, match="absent.mrc"):
         read_mask(tmp_path / "absent.mrc", 24, 1.5)
+
+
+def test_a_stack_filled_on_disk_has_the_header_mrcfile_would_write(tmp_path):
+    # The statistics are summed a chunk at a time (chunk 1024 here: three chunks).
+    images = (np.random.default_rng(2).normal(size=(2500, 8, 8)) * 3 + 1).astype(np.float32)
+    with new_stack(tmp_path / "s.mrcs", 2500, 8, 1.5) as stack:
+        assert not (tmp_path / "s.mrcs").exists()         # under a temporary name until done
+        stack[:] = images
+    with mrcfile.new(tmp_path / "ref.mrcs") as mrc:
+        mrc.set_data(images)
+        mrc.update_header_stats()
+    with mrcfile.open(tmp_path / "s.mrcs") as got, mrcfile.open(tmp_path / "ref.mrcs") as ref:
+        np.testing.assert_array_equal(got.data, images)
+        assert got.is_image_stack() and float(got.voxel_size.x) == pytest.approx(1.5)
+        for name in ("dmin", "dmax", "dmean", "rms"):
+            assert float(got.header[name]) == pytest.approx(float(ref.header[name]), rel=1e-6)
+    assert mrcfile.validate(tmp_path / "s.mrcs", print_file=io.StringIO())

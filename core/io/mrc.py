@@ -87,9 +87,27 @@ def new_stack(path: str | os.PathLike, n_images: int, box: int, apix: float
             mrc.set_image_stack()
             mrc.voxel_size = float(apix)
             yield mrc.data
-            mrc.update_header_stats()
+            _set_header_stats(mrc, mrc.data)
         finally:
             mrc.close()
+
+
+def _set_header_stats(mrc, data: np.ndarray, chunk: int = 1024) -> None:
+    """The header's min, max, mean and rms, as mrcfile's update_header_stats sets them but
+    a chunk of images at a time: its whole-array std would copy a 3 GB stack twice."""
+    if data.size == 0:
+        mrc.reset_header_stats()
+        return
+    low, high, total, total_sq = np.inf, -np.inf, 0.0, 0.0
+    for start in range(0, len(data), chunk):
+        part = np.asarray(data[start:start + chunk], dtype=np.float64)
+        low, high = min(low, float(part.min())), max(high, float(part.max()))
+        total += float(part.sum())
+        total_sq += float(np.square(part).sum())
+    mean = total / data.size
+    header = mrc.header
+    header.dmin, header.dmax, header.dmean = low, high, mean
+    header.rms = np.sqrt(max(total_sq / data.size - mean * mean, 0.0))
 
 
 def read_mask(path: str | os.PathLike, expected_box: int, apix: float) -> np.ndarray:
