@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..pipeline.hetero_options import CompositeOptions, Conf2PoseOptions, HeteroOptions
 from ..pipeline.options import option_fields
 from . import pipeline_files as pf
-from .job import Task, relative, run_job
+from .job import Task, output_nodes, relative, run_job
 from .params import Parameter, _threads, job_dir_of, table_label
 
 
@@ -142,13 +142,8 @@ def _run_conf2pose(command: TaskCommand) -> tuple[list[pf.OutputNode], str]:
     hetero_dir = Path(command.inputs["in_parts"]).parent
     result = run_conf2pose(hetero_dir, command.job_dir, command.options,
                            should_abort=lambda: pf.abort_requested(command.job_dir))
-    nodes = [pf.OutputNode(relative(result.particles_star), "particles"),
-             pf.OutputNode(relative(result.half1), "halfmap"),
-             pf.OutputNode(relative(result.half2), "halfmap"),
-             pf.OutputNode(relative(result.map), "map")]
-    if result.logfile_pdf is not None:
-        nodes.append(pf.OutputNode(relative(result.logfile_pdf), "logfile"))
-    return nodes, (f"{CONF2POSE.program}: done; within the mask "
+    # A focused refinement's outputs, declared as a refinement job declares them.
+    return output_nodes(result, command.job_dir), (f"{CONF2POSE.program}: done; within the mask "
                    f"{result.start_masked_resolution_A:.2f} A -> "
                    f"{result.masked_resolution_A:.2f} A")
 
