@@ -164,11 +164,12 @@ def run_conf2pose(hetero_dir: Path, out_dir: Path, options: Conf2PoseOptions, *,
         with claimed(out, identity) as record, report_log.to_file(out / LOG) as file_log:
             early.replay(file_log)
             if not converted.is_file():
+                # converted.star last: it marks the conversion finished for a resume.
                 write_particles(ps, out / CONVERTED_CS)
-                write_particles(ps, converted)
                 write_text_atomic(out / RECORD, json.dumps(
                     {"input": str(hetero_dir.resolve()), "options": options.to_dict(),
                      "root": str(ps.root), **summary}, indent=2) + "\n")
+                write_particles(ps, converted)
             conversion = json.loads((out / RECORD).read_text())
             focus = dataclasses.replace(RefineOptions(), mask=str(Path(options.mask).resolve()),
                                         iterations=options.focus_iterations,
