@@ -99,16 +99,11 @@ def run_cryosparc_job(cs_client: Any, project_uid: str, job_uid: str, workspace_
     job.add_output("particle", PARTICLES_OUTPUT, slots=["alignments3D"], passthrough=INPUT_NAME)
     job.add_output("volume", VOLUME_OUTPUT, slots=list(VOLUME_SLOTS))
     with job.run():
-        try:
-            with interrupts_as_errors():
-                result = _refine(job, input_cs, work / "refine", options)
-                save_particles(job, particles, result.particles_cs)
-                save_volumes(job, result)
-                log_figures(job, result)
-        except Exception as err:
-            # 4.x marks the job failed without saying why: say it in the log.
-            job.log(f"gmmrefine failed: {type(err).__name__}: {err}", level="error")
-            raise
+        with job_work(job):
+            result = _refine(job, input_cs, work / "refine", options)
+            save_particles(job, particles, result.particles_cs)
+            save_volumes(job, result)
+            log_figures(job, result)
         job.log(f"gmmrefine finished: {result.resolution_A:.2f} A "
                 f"(start {result.start_resolution_A:.2f} A)")
     return job.uid
@@ -145,6 +140,19 @@ def interrupts_as_errors() -> Iterator[None]:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def job_work(job: Any) -> Iterator[None]:
+    """The body of a running External job: Ctrl-C and SIGTERM as errors (so ``job.run()``
+    marks the job failed), and the reason of any failure in its event log, since 4.x
+    marks a job failed without saying why."""
+    try:
+        with interrupts_as_errors():
+            yield
+    except Exception as err:
+        job.log(f"gmmrefine failed: {type(err).__name__}: {err}", level="error")
+        raise
 
 
 def _raise_interrupted(signum, frame) -> None:

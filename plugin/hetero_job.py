@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..pipeline.hetero_options import Conf2PoseOptions, HeteroOptions
+from ..report import log as report_log
 from .compat import log_progress, project_dir
 from .cryosparc_job import (
     INPUT_NAME,
@@ -26,7 +27,7 @@ from .cryosparc_job import (
     _load_output,
     check_blob_paths,
     check_particle_fields,
-    interrupts_as_errors,
+    job_work,
     refined_rows,
     save_dataset,
     save_particles,
@@ -115,18 +116,12 @@ def run_cryosparc_hetero(cs_client: Any, project_uid: str, job_uid: str, workspa
                    passthrough=INPUT_NAME)
     job.add_output("volume", SERIES_OUTPUT, slots=["map"])
     with job.run():
-        try:
-            with interrupts_as_errors():
-                from ..report import log as report_log
-
-                with report_log.lines_to(lambda line: log_progress(job, line)):
-                    result = run_hetero(input_cs, work / "hetero", options)
-                save_components(job, particles, result.particles_cs, options.latent_dim)
-                save_series(job, [result.out_dir / "series" / r["map"]
-                                  for r in result.reconstructed_series])
-        except Exception as err:
-            job.log(f"gmmrefine failed: {type(err).__name__}: {err}", level="error")
-            raise
+        with job_work(job):
+            with report_log.lines_to(lambda line: log_progress(job, line)):
+                result = run_hetero(input_cs, work / "hetero", options)
+            save_components(job, particles, result.particles_cs, options.latent_dim)
+            save_series(job, [result.out_dir / "series" / r["map"]
+                              for r in result.reconstructed_series])
         job.log(f"gmmrefine finished: latents of {len(particles)} particles")
     return job.uid
 
@@ -154,17 +149,11 @@ def run_cryosparc_conf2pose(cs_client: Any, project_uid: str, hetero_job_uid: st
     job.add_output("particle", PARTICLES_OUTPUT, slots=["alignments3D"], passthrough=INPUT_NAME)
     job.add_output("volume", "volume", slots=["map", "map_half_A", "map_half_B"])
     with job.run():
-        try:
-            with interrupts_as_errors():
-                from ..report import log as report_log
-
-                with report_log.lines_to(lambda line: log_progress(job, line)):
-                    result = run_conf2pose(Path(hetero_dir), work, options)
-                save_particles(job, particles, result.particles_cs)
-                save_volumes(job, result)
-        except Exception as err:
-            job.log(f"gmmrefine failed: {type(err).__name__}: {err}", level="error")
-            raise
+        with job_work(job):
+            with report_log.lines_to(lambda line: log_progress(job, line)):
+                result = run_conf2pose(Path(hetero_dir), work, options)
+            save_particles(job, particles, result.particles_cs)
+            save_volumes(job, result)
         job.log(f"gmmrefine finished: {result.masked_resolution_A:.2f} A within the mask")
     return job.uid
 
@@ -181,15 +170,9 @@ def run_cryosparc_composite(cs_client: Any, project_uid: str, workspace_uid: str
     job = project.create_external_job(workspace_uid, title=title)
     job.add_output("volume", "volume", slots=["map", "map_half_A", "map_half_B"])
     with job.run():
-        try:
-            with interrupts_as_errors():
-                from ..report import log as report_log
-
-                with report_log.lines_to(lambda line: log_progress(job, line)):
-                    result = run_composite(runs, out_dir, options)
-                save_volumes(job, run_files(out_dir))
-        except Exception as err:
-            job.log(f"gmmrefine failed: {type(err).__name__}: {err}", level="error")
-            raise
+        with job_work(job):
+            with report_log.lines_to(lambda line: log_progress(job, line)):
+                result = run_composite(runs, out_dir, options)
+            save_volumes(job, run_files(out_dir))
         job.log(f"gmmrefine finished: composite {result.resolution_A:.2f} A")
     return job.uid
