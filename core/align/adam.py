@@ -40,19 +40,24 @@ def _schedule(steps: int) -> np.ndarray:
 
 
 def align_batch(objective, rotation: np.ndarray, origin_A: np.ndarray, data: np.ndarray,
-                settings: AlignSettings, shift_scale: float = 1.0) -> AlignedBatch:
+                settings: AlignSettings, shift_scale: float = 1.0,
+                held: np.ndarray | None = None) -> AlignedBatch:
     """Refine one batch: ``objective`` from gmmrefine.align.kernel.make_pose_objective.
 
     rotation (n, 3, 3) start poses; origin_A (n, 2) start origins; data (n, M)
     complex spectra at the objective's ring pixels. ``shift_scale`` converts
     pixels of the original images into pixels of the aligned grid (the
-    options speak of the images the user knows).
+    options speak of the images the user knows). ``held`` (n, M): the spectrum
+    of the part of each particle the pose does not move, for an objective made
+    with ``held=True``.
     """
     n = len(rotation)
     rot = tf.constant(rotation, tf.float32)
     org = tf.constant(origin_A, tf.float32)
     dre = tf.constant(data.real, tf.float32)
     dim = tf.constant(data.imag, tf.float32)
+    extra = () if held is None else (tf.constant(held.real, tf.float32),
+                                     tf.constant(held.imag, tf.float32))
     params = np.zeros((n, 5))
     m = np.zeros((n, 5))
     v = np.zeros((n, 5))
@@ -63,7 +68,7 @@ def align_batch(objective, rotation: np.ndarray, origin_A: np.ndarray, data: np.
     for t in range(settings.steps + 1):
         frc, g_theta, g_shift = objective(rot, org, dre, dim,
                                           tf.constant(params[:, :3], tf.float32),
-                                          tf.constant(params[:, 3:], tf.float32))
+                                          tf.constant(params[:, 3:], tf.float32), *extra)
         frc = frc.numpy().astype(float)
         if score_start is None:
             score_start, best_score = frc.copy(), frc.copy()

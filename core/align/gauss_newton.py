@@ -122,7 +122,8 @@ def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
                        prior_sd: np.ndarray | None = None,
                        prior_rotation: np.ndarray | None = None,
                        prior_origin_A: np.ndarray | None = None,
-                       jump_to: tuple[np.ndarray, np.ndarray] | None = None) -> AlignedBatch:
+                       jump_to: tuple[np.ndarray, np.ndarray] | None = None,
+                       held: np.ndarray | None = None) -> AlignedBatch:
     """Refine a batch by Gauss-Newton on |D - alpha C M(p)|^2 / v, plus a Gaussian prior.
 
     ``ctf`` (n, M) modulates the projection (None: data already weighted);
@@ -138,7 +139,10 @@ def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
     Jacobian taken at zero move), so they compose exactly as apply_pose_moves does.
     ``jump_to`` (rotation, origin_A): after scoring the start, continue from
     these poses (a coarser search's result); the start stays a candidate,
-    so the guarantee above still holds against it.
+    so the guarantee above still holds against it. ``held`` (n, M): the
+    spectrum of the part of each particle the pose does not move
+    (kernel.held_spectrum), added to the model before the CTF; the Jacobian,
+    being the moving part's, is unchanged.
     """
     rotation0 = np.asarray(rotation, float)
     origin0 = np.asarray(origin_A, float)
@@ -153,6 +157,8 @@ def gauss_newton_batch(spectrum_and_jacobian: Callable, rotation: np.ndarray,
     for it in range(visits):
         model, jac = spectrum_and_jacobian(tf.constant(rot, tf.float32), tf.constant(org, tf.float32))
         model, jac = model.numpy().astype(np.complex128), jac.numpy().astype(np.complex128)
+        if held is not None:
+            model = model + held
         if ctf is not None:
             model, jac = model * ctf, jac * ctf[..., None]
         power = np.sum(np.abs(model) ** 2, axis=-1)

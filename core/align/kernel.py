@@ -264,8 +264,30 @@ def model_spectrum(centres_A: tf.Tensor, amplitudes: tf.Tensor, widths_A: tf.Ten
     return SPECTRUM_METHODS[method](centres_2d, amplitudes, widths_A, pixels, apix)
 
 
+def held_spectrum(gmm: GMM, rotation: np.ndarray, origin_A: np.ndarray, pixels: RingPixels,
+                  apix: float, mag: np.ndarray | None = None, batch: int = 64) -> np.ndarray:
+    """(n, M) complex64: F(k) at ``pixels`` of ``gmm`` held at poses (rotation, origin_A).
+
+    The part of a particle that a focused alignment keeps where its input pose put it
+    (``--outside hold``): a constant of each particle's model, computed once per chunk,
+    ``batch`` particles at a time (device memory).
+    """
+    centres, amplitudes, widths = gmm_tensors(magnified_gmm(gmm, mag))
+    out = np.zeros((len(rotation), len(pixels)), np.complex64)
+    for lo in range(0, len(rotation), batch):
+        rot = tf.constant(rotation[lo:lo + batch], tf.float32)
+        org = tf.constant(origin_A[lo:lo + batch], tf.float32)
+        zero = tf.zeros([rot.shape[0], 3], tf.float32)
+        centres_2d = projected_centres_A(centres, rot, org, zero, zero[:, :2], apix, mag)
+        re, im = separable_spectrum(centres_2d, amplitudes, widths, pixels, apix,
+                                    gmm_grads=False)
+        out[lo:lo + batch] = re.numpy() + 1j * im.numpy()
+    return out
+
+
 def make_pose_objective(gmm: GMM, pixels: RingPixels, apix: float,
-                        method: str = "separable", mag: np.ndarray | None = None) -> Callable:
+                        method: str = "separable", mag: np.ndarray | None = None,
+                        held: bool = False) -> Callable:
     """A compiled function giving each particle's FRC and its gradient in the 5 pose moves.
 
     The returned ``objective(rotation, origin_A, data_re, data_im, dtheta_deg,
@@ -275,25 +297,36 @@ def make_pose_objective(gmm: GMM, pixels: RingPixels, apix: float,
     dfrc/ddtheta_deg (n, 3), dfrc/ddshift_px (n, 2)). Particles do not
     interact, so the gradient of the batch's summed FRC is each one's own.
     Memory is bounded by the batch size n. ``mag``: the optics group's
-    magnification matrix (:func:`projected_centres_A`), or None.
+    magnification matrix (:func:`projected_centres_A`), or None. With
+    ``held`` the objective takes two more (n, M) tensors, the real and
+    imaginary parts of a spectrum the pose does not move
+    (:func:`held_spectrum`), added to the model's.
     """
     centres, amplitudes, widths = gmm_tensors(magnified_gmm(gmm, mag))
     spectrum = (functools.partial(separable_spectrum, gmm_grads=False) if method == "separable"
                 else SPECTRUM_METHODS[method])
+    rings = tf.TensorSpec([None, len(pixels)], tf.float32)
     spec = [tf.TensorSpec([None, 3, 3], tf.float32), tf.TensorSpec([None, 2], tf.float32),
-            tf.TensorSpec([None, len(pixels)], tf.float32),
-            tf.TensorSpec([None, len(pixels)], tf.float32),
-            tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([None, 2], tf.float32)]
+            rings, rings, tf.TensorSpec([None, 3], tf.float32),
+            tf.TensorSpec([None, 2], tf.float32)]
 
-    @tf.function(input_signature=spec)
-    def objective(rotation, origin_A, data_re, data_im, dtheta_deg, dshift_px):
+    def score(rotation, origin_A, data_re, data_im, dtheta_deg, dshift_px, held_re, held_im):
         with tf.GradientTape() as tape:
             tape.watch([dtheta_deg, dshift_px])
             centres_2d = projected_centres_A(centres, rotation, origin_A, dtheta_deg, dshift_px,
                                              apix, mag)
             re, im = spectrum(centres_2d, amplitudes, widths, pixels, apix)
+            if held_re is not None:
+                re, im = re + held_re, im + held_im
             frc = frc_mean(re, im, data_re, data_im, pixels)
         grad_theta, grad_shift = tape.gradient(frc, [dtheta_deg, dshift_px])
         return frc, grad_theta, grad_shift
+
+    if held:
+        return tf.function(score, input_signature=spec + [rings, rings])
+
+    @tf.function(input_signature=spec)
+    def objective(rotation, origin_A, data_re, data_im, dtheta_deg, dshift_px):
+        return score(rotation, origin_A, data_re, data_im, dtheta_deg, dshift_px, None, None)
 
     return objective

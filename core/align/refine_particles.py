@@ -13,10 +13,11 @@ import numpy as np
 from ..data.images import ParticleImages, crop_box_for_resolution
 from ..data.optics import has_magnification, mag_matrix
 from ..errors import Aborted
+from ..gmm.focus import split_region
 from ..gmm.model import GMM
 from .adam import align_batch
 from .gauss_newton import gauss_newton_batch, make_spectrum_and_jacobian
-from .kernel import apply_pose_moves, make_pose_objective
+from .kernel import apply_pose_moves, held_spectrum, make_pose_objective
 from .options import AlignOptions, AlignSettings, GaussNewtonSettings
 from .rings import gather_rings, ring_pixels_for_resolution
 
@@ -28,13 +29,15 @@ def alignment_grid(box: int, apix: float, res_A: float) -> tuple[int, float]:
 
 
 def _aligner(gmm: GMM, pixels, apix: float, options: AlignOptions, shift_scale: float,
-             step_scale: float = 1.0, mag: np.ndarray | None = None) -> Callable:
+             step_scale: float = 1.0, mag: np.ndarray | None = None,
+             held: bool = False) -> Callable:
     """The batch optimiser for the score: Gauss-Newton for "cc", Adam for "frc".
 
     The correlation is a least-squares fit in disguise, where Gauss-Newton
     converges in 2-3 steps; the per-ring normalised FRC is not, so it keeps
     the paper's gradient ascent. ``step_scale`` widens the step limits (a
-    coarse pass may stride further); ``mag`` is the images' magnification.
+    coarse pass may stride further); ``mag`` is the images' magnification;
+    ``held``: each call brings the spectrum of a part the pose does not move.
     """
     if options.score == "cc":
         plain = GaussNewtonSettings()
@@ -44,18 +47,18 @@ def _aligner(gmm: GMM, pixels, apix: float, options: AlignOptions, shift_scale: 
             max_step_px=step_scale * (options.step_px or plain.max_step_px))
         jacobian = make_spectrum_and_jacobian(gmm, pixels, apix, mag)
         prior = prior_sd(options, shift_scale)
-        return lambda rot, org, data, ctf, centre_rot, centre_org, jump_to=None: (
+        return lambda rot, org, data, ctf, centre_rot, centre_org, jump_to=None, held=None: (
             gauss_newton_batch(jacobian, rot, org, data, apix, settings, shift_scale, ctf=ctf,
                                prior_sd=prior, prior_rotation=centre_rot,
-                               prior_origin_A=centre_org, jump_to=jump_to))
+                               prior_origin_A=centre_org, jump_to=jump_to, held=held))
     plain = AlignSettings()
     settings = AlignSettings(steps=plain.steps if options.steps is None else options.steps,
                              step_deg=options.step_deg or plain.step_deg,
                              step_px=options.step_px or plain.step_px)
-    objective = make_pose_objective(gmm, pixels, apix, mag=mag)
+    objective = make_pose_objective(gmm, pixels, apix, mag=mag, held=held)
     # The paper's FRC path has no prior (AlignOptions refuses one), so no centre either.
-    return lambda rot, org, data, ctf, *_, jump_to=None: align_batch(
-        objective, rot, org, data, settings, shift_scale)
+    return lambda rot, org, data, ctf, *_, jump_to=None, held=None: align_batch(
+        objective, rot, org, data, settings, shift_scale, held=held)
 
 
 def coarse_resolutions(res_A: float, options: AlignOptions) -> list[float]:
@@ -78,27 +81,41 @@ def prior_sd(options: AlignOptions, shift_scale: float) -> np.ndarray | None:
 
 class _GridAligner:
     """Alignment of the images of one grid and magnification: the Fourier-cropped box
-    that reaches the target, its rings, the compiled optimisers and coarse passes."""
+    that reaches the target, its rings, the compiled optimisers and coarse passes.
+    ``held``: the part of the model held at each particle's input pose (box-centred,
+    RELION's convention), or None."""
 
     def __init__(self, gmm: GMM, box: int, apix: float, mag: np.ndarray | None, res_A: float,
-                 options: AlignOptions):
-        self.options, self.mag = options, mag
+                 options: AlignOptions, held: GMM | None = None):
+        self.options, self.mag, self.held = options, mag, held
         self.crop, self.crop_apix = alignment_grid(box, apix, res_A)
         self.pixels = ring_pixels_for_resolution(self.crop, self.crop_apix,
                                                  max(res_A, 2 * self.crop_apix), options.low_cut_A)
         shift_scale = apix / self.crop_apix
-        self._align = _aligner(gmm, self.pixels, self.crop_apix, options, shift_scale, mag=mag)
+        has_held = held is not None
+        self._align = _aligner(gmm, self.pixels, self.crop_apix, options, shift_scale, mag=mag,
+                               held=has_held)
         # Coarse passes read the same cropped spectra, fewer rings of them.
         self._coarse = []
         for limit in coarse_resolutions(res_A, options):
             px = ring_pixels_for_resolution(self.crop, self.crop_apix, limit, options.low_cut_A)
             self._coarse.append((px, _aligner(gmm, px, self.crop_apix, options, shift_scale,
-                                              step_scale=2.0, mag=mag)))
+                                              step_scale=2.0, mag=mag, held=has_held)))
+
+    def _held(self, pixels, held_poses: tuple[np.ndarray, np.ndarray] | None
+              ) -> np.ndarray | None:
+        """The held part's spectra at ``pixels`` for these particles, or None."""
+        if self.held is None:
+            return None
+        return held_spectrum(self.held, held_poses[0], held_poses[1], pixels, self.crop_apix,
+                             self.mag, self.options.batch)
 
     def align(self, images: ParticleImages, index: np.ndarray, rotation: np.ndarray,
               shift: np.ndarray, centre_rot: np.ndarray, centre_shift: np.ndarray,
-              raw: np.ndarray | None, progress, should_abort: Callable[[], bool]):
-        """Poses and scores of particles ``index`` from their start (origins about the pivot)."""
+              raw: np.ndarray | None, progress, should_abort: Callable[[], bool],
+              held_poses: tuple[np.ndarray, np.ndarray] | None = None):
+        """Poses and scores of particles ``index`` from their start (origins about the pivot);
+        ``held_poses`` (rotation, origin_A about the box centre) where the held part stays."""
         options = self.options
         # "cc" compares the particle with the CTF-modulated projection (the
         # likelihood's own comparison under white noise); "frc" flips
@@ -111,8 +128,9 @@ class _GridAligner:
             ctf[premultiplied] = ctf[premultiplied] ** 2
         data = gather_rings(spectra, self.pixels)
         ctf_rings = gather_rings(ctf, self.pixels).real if options.score == "cc" else None
-        coarse_rings = [(gather_rings(spectra, px), gather_rings(ctf, px).real, aligner)
-                        for px, aligner in self._coarse]
+        held = self._held(self.pixels, held_poses)
+        coarse_rings = [(gather_rings(spectra, px), gather_rings(ctf, px).real, aligner,
+                         self._held(px, held_poses)) for px, aligner in self._coarse]
         del spectra, ctf
         n = len(index)
         score0, score1 = np.zeros(n), np.zeros(n)
@@ -124,7 +142,8 @@ class _GridAligner:
                                   centre_rot[rows], centre_shift[rows], self.crop_apix)
             result = self._align(rotation[rows], shift[rows], data[rows],
                                  None if ctf_rings is None else ctf_rings[rows],
-                                 centre_rot[rows], centre_shift[rows], jump_to=jump)
+                                 centre_rot[rows], centre_shift[rows], jump_to=jump,
+                                 held=None if held is None else held[rows])
             rotation[rows], shift[rows] = apply_pose_moves(rotation[rows], shift[rows],
                                                            result.dtheta_deg, result.dshift_px,
                                                            self.crop_apix)
@@ -155,11 +174,18 @@ class ParticleAligner:
     pivot_A
         (x, y, z) the pose moves turn about (default the box centre); the
         shift prior then holds that point's image, not the box centre's.
+    region_weight
+        Per Gaussian, its share in the region that moves (``--outside hold``,
+        gmm.focus.split_region): the rest of each Gaussian stays at the
+        particle's held pose. None: the whole GMM moves.
     """
 
     def __init__(self, gmm: GMM, res_A: float, options: AlignOptions,
-                 pivot_A: np.ndarray | None = None):
+                 pivot_A: np.ndarray | None = None, region_weight: np.ndarray | None = None):
         self.options, self.res_A = options, res_A
+        self.held = None
+        if region_weight is not None:
+            gmm, self.held = split_region(gmm, region_weight)
         self.pivot = np.zeros(3) if pivot_A is None else np.asarray(pivot_A, float)
         if np.any(self.pivot):
             gmm = GMM(gmm.centres_A - self.pivot, gmm.amplitudes, gmm.widths_A)
@@ -171,11 +197,12 @@ class ParticleAligner:
         key = (group.box, group.apix, None if mag is None else tuple(mag.ravel()))
         if key not in self._grids:
             self._grids[key] = _GridAligner(self.gmm, group.box, group.apix, mag, self.res_A,
-                                            self.options)
+                                            self.options, self.held)
         return self._grids[key]
 
     def align(self, images: ParticleImages, index: np.ndarray, *,
               prior_poses: tuple[np.ndarray, np.ndarray] | None = None,
+              held_poses: tuple[np.ndarray, np.ndarray] | None = None,
               raw: np.ndarray | None = None, progress=None,
               should_abort: Callable[[], bool] = lambda: False
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -183,7 +210,8 @@ class ParticleAligner:
         starting from their current poses, with each one's score before and after.
 
         ``prior_poses`` (rotation, shift_A) of these particles centre the prior
-        (default: their current poses); ``raw``: their
+        (default: their current poses); ``held_poses`` (rotation, shift_A) where the
+        held part of the model stays (default: the prior's centre); ``raw``: their
         :meth:`ParticleImages.raw_spectra`, when the caller has read them already
         (all on one image grid then). Raises :class:`gmmrefine.errors.Aborted`
         between batches once ``should_abort()`` is true.
@@ -192,6 +220,7 @@ class ParticleAligner:
         ps = images.particles
         prior_rot, prior_shift = ((ps.rotation[index], ps.shift_A[index]) if prior_poses is None
                                   else prior_poses)
+        held_rot, held_shift = (prior_rot, prior_shift) if held_poses is None else held_poses
         rotation, shift = ps.rotation[index].copy(), ps.shift_A[index].copy()
         score0, score1 = np.zeros(len(index)), np.zeros(len(index))
         groups = ps.optics_index[index]
@@ -207,7 +236,8 @@ class ParticleAligner:
             centre = origin_about_pivot(prior_rot[rows], prior_shift[rows], self.pivot, mag)
             rot, moved, s0, s1 = aligner.align(images, index[rows], rotation[rows], start,
                                                np.array(prior_rot[rows]), centre, part_raw,
-                                               progress, should_abort)
+                                               progress, should_abort,
+                                               (held_rot[rows], held_shift[rows]))
             rotation[rows], shift[rows] = rot, origin_about_pivot(rot, moved, -self.pivot, mag)
             score0[rows], score1[rows] = s0, s1
         return rotation, shift, score0, score1
@@ -245,8 +275,9 @@ def _coarse_search(coarse_rings: list, rows: slice, rotation: np.ndarray, shift:
     """The batch's poses after the coarse passes, coarsest first; None without any."""
     if not coarse_rings:
         return None
-    for data, ctf, aligner in coarse_rings:
-        result = aligner(rotation, shift, data[rows], ctf[rows], centre_rot, centre_shift)
+    for data, ctf, aligner, held in coarse_rings:
+        result = aligner(rotation, shift, data[rows], ctf[rows], centre_rot, centre_shift,
+                         held=None if held is None else held[rows])
         rotation, shift = apply_pose_moves(rotation, shift, result.dtheta_deg, result.dshift_px,
                                            apix)
     return rotation, shift

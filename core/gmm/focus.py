@@ -7,7 +7,11 @@ drives the fine alignment, while the rest of the particle still contributes
 its coarse shape (a Gaussian four times wider carries the same mass, so the
 low-resolution match that keeps poses from wandering is unchanged).
 Amplitudes stay as they are. The alternative, ``fade``, scales each
-amplitude by M instead and keeps the widths.
+amplitude by M instead and keeps the widths. The third, ``hold``, keeps the
+GMM whole and splits it in the aligner (:func:`split_region`): the region's
+share moves with the pose, the rest stays where each particle's input pose
+put it, so the model keeps the whole particle without pulling the region
+back to the rest's pose.
 """
 
 from __future__ import annotations
@@ -60,7 +64,31 @@ def fade_outside_mask(gmm: GMM, mask: np.ndarray, apix: float) -> GMM:
     return GMM(gmm.centres_A[keep], gmm.amplitudes[keep] * m[keep], gmm.widths_A[keep])
 
 
-OUTSIDE_MODES = {"widen": widen_outside_mask, "fade": fade_outside_mask}
+def keep_whole(gmm: GMM, mask: np.ndarray, apix: float) -> GMM:
+    """The GMM unchanged: ``hold`` splits it where particles are aligned (:func:`split_region`)."""
+    if not np.any(mask_values_at(mask, gmm.centres_A, apix) > 0):
+        raise ValueError("no Gaussian lies inside the mask")
+    return gmm
+
+
+def split_region(gmm: GMM, region_weight: np.ndarray) -> tuple[GMM, GMM | None]:
+    """(moving, held): each Gaussian's amplitude shared as M and 1 - M between the region,
+    which the pose moves, and the rest, held at the particle's input pose. The two add up
+    to ``gmm`` (Gaussians with a zero share dropped; held None when the mask covers all)."""
+    m = np.clip(np.asarray(region_weight, float), 0.0, 1.0)
+    inside, outside = m > 0, m < 1
+    if not np.any(inside):
+        raise ValueError("no Gaussian lies inside the mask")
+    moving = GMM(gmm.centres_A[inside], gmm.amplitudes[inside] * m[inside],
+                 gmm.widths_A[inside])
+    if not np.any(outside):
+        return moving, None
+    held = GMM(gmm.centres_A[outside], gmm.amplitudes[outside] * (1.0 - m[outside]),
+               gmm.widths_A[outside])
+    return moving, held
+
+
+OUTSIDE_MODES = {"widen": widen_outside_mask, "fade": fade_outside_mask, "hold": keep_whole}
 
 
 def mask_centroid_A(mask: np.ndarray, apix: float) -> np.ndarray:

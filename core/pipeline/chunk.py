@@ -43,28 +43,33 @@ class ChunkPoses:
 @dataclass(frozen=True)
 class AlignerSpec:
     """Everything a :class:`ParticleAligner` is built from: one half's GMM at one target
-    resolution, the alignment settings and the pivot (the images bring their own grids)."""
+    resolution, the alignment settings, the pivot and, with ``--outside hold``, each
+    Gaussian's share in the region that moves (the images bring their own grids)."""
 
     gmm: GMM
     res_A: float
     options: AlignOptions
     pivot_A: np.ndarray | None = None
+    region_weight: np.ndarray | None = None
 
     def build(self) -> "ParticleAligner":
         """The aligner (its objective compiled here, where the chunks run)."""
         from ..align.refine_particles import ParticleAligner
 
-        return ParticleAligner(self.gmm, self.res_A, self.options, self.pivot_A)
+        return ParticleAligner(self.gmm, self.res_A, self.options, self.pivot_A,
+                               self.region_weight)
 
 
 def refine_chunk(aligner: "ParticleAligner | None", images: ParticleImages, index: np.ndarray,
                  sums: FourierSums, *,
                  prior_poses: tuple[np.ndarray, np.ndarray] | None = None,
+                 held_poses: tuple[np.ndarray, np.ndarray] | None = None,
                  progress=None, should_abort: Callable[[], bool] = lambda: False) -> ChunkPoses:
     """Align particles ``index`` of ``images`` (none with ``aligner`` None: the poses as they
     are), then add them to ``sums`` (in place) at their new poses.
 
-    ``prior_poses`` (rotation, shift_A) of these particles centre the prior.
+    ``prior_poses`` (rotation, shift_A) of these particles centre the prior;
+    ``held_poses`` hold the part of the model that does not move (default: the prior's).
     Particles on other image grids (merged optics groups) are read, aligned
     and inserted grid by grid.
     """
@@ -78,8 +83,9 @@ def refine_chunk(aligner: "ParticleAligner | None", images: ParticleImages, inde
         raw = images.raw_spectra(part)
         if aligner is not None:
             prior = None if prior_poses is None else (prior_poses[0][rows], prior_poses[1][rows])
-            result = aligner.align(images, part, prior_poses=prior, raw=raw, progress=progress,
-                                   should_abort=should_abort)
+            held = None if held_poses is None else (held_poses[0][rows], held_poses[1][rows])
+            result = aligner.align(images, part, prior_poses=prior, held_poses=held, raw=raw,
+                                   progress=progress, should_abort=should_abort)
             for total, value in zip((poses.rotation, poses.shift_A, poses.score_start,
                                      poses.score_end), result):
                 total[rows] = value

@@ -61,9 +61,8 @@ def chunk_tasks(job: str, plan: ChunkPlan) -> list[ChunkTask]:
     source = None if ps.source is None else str(ps.source)
     tasks = []
     for chunk_id, rows in enumerate(plan.chunks()):
-        prior_rotation, prior_shift = plan.prior(rows)
-        tasks.append(ChunkTask(job, chunk_id, rows, lean.subset(rows), prior_rotation,
-                               prior_shift, root, source))
+        tasks.append(ChunkTask(job, chunk_id, rows, lean.subset(rows), *plan.prior(rows),
+                               *plan.held(rows), root, source))
     return tasks
 
 
@@ -218,8 +217,7 @@ class DaskExecutor:
 
 
 def _for_job(task: ChunkTask, job: str) -> ChunkTask:
-    return ChunkTask(job, task.chunk_id, task.rows, task.particles, task.prior_rotation,
-                     task.prior_shift_A, task.root, task.source)
+    return dataclasses.replace(task, job=job)
 
 
 def _add_into(total: FourierSums, part: FourierSums) -> None:

@@ -51,6 +51,9 @@ class ChunkPlan:
     chunk          particles per chunk
     prior_rotation, prior_shift_A
                    the prior's centre for every particle of the set (the input poses)
+    held_rotation, held_shift_A
+                   where ``--outside hold`` keeps the rest of every particle (None: at
+                   the prior's centre)
     """
 
     particles: ParticleSet
@@ -58,6 +61,8 @@ class ChunkPlan:
     chunk: int
     prior_rotation: np.ndarray
     prior_shift_A: np.ndarray
+    held_rotation: np.ndarray | None = None
+    held_shift_A: np.ndarray | None = None
 
     def chunks(self) -> Iterator[np.ndarray]:
         """The rows of each chunk, in order."""
@@ -67,6 +72,12 @@ class ChunkPlan:
     def prior(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The prior's centre (rotation, shift_A) for particles ``rows``."""
         return self.prior_rotation[rows], self.prior_shift_A[rows]
+
+    def held(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where the rest of particles ``rows`` is held (rotation, shift_A)."""
+        if self.held_rotation is None:
+            return self.prior(rows)
+        return self.held_rotation[rows], self.held_shift_A[rows]
 
 
 @dataclass
@@ -108,6 +119,7 @@ class InProcess:
             # Between chunks as well as between batches: a reconstruction has no batches.
             check_abort(should_abort)
             result = refine_chunk(aligner, images, rows, sums, prior_poses=plan.prior(rows),
+                                  held_poses=plan.held(rows),
                                   progress=progress, should_abort=should_abort)
             poses.append((rows, result))
         return HalfResult(sums, poses)

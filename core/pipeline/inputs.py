@@ -40,6 +40,8 @@ class RunInputs:
     reference    map for the first iteration's GMMs, or None
     model        (coordinates in the engine's frame, per-atom weights), or None
     atomic_model the model as read (residues, atoms), for reports such as its Q-scores
+    held_poses   (rotation, shift_A) per particle where ``--outside hold`` keeps the rest
+                 of the particle, or None: at the input poses
     """
 
     source: Path
@@ -54,6 +56,7 @@ class RunInputs:
     reference: np.ndarray | None
     model: tuple[np.ndarray, np.ndarray] | None
     atomic_model: AtomicModel | None = None
+    held_poses: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def read_inputs(particles: Path, options: RefineOptions) -> RunInputs:

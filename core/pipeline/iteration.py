@@ -29,7 +29,7 @@ from ..report.progress import Progress
 from .chunk import AlignerSpec
 from .executor import IN_PROCESS, ChunkExecutor, ChunkPlan, HalfWork, check_abort
 from .inputs import RunInputs
-from .references import half_gmm, wiener_weighted
+from .references import half_gmm, region_weight, wiener_weighted
 from .run_directory import IterationState, Maps
 
 HALVES = (1, 2)
@@ -103,7 +103,9 @@ def _half_sums(inputs: RunInputs, executor: ChunkExecutor, work: HalfWork, ps: P
     original = inputs.particles
     # The prior describes the input poses' accuracy, so it stays on them: centred
     # on the last iteration's poses it let them drift (2.38 -> 2.53 deg measured).
-    plan = ChunkPlan(ps, index, inputs.options.chunk, original.rotation, original.shift_A)
+    held = inputs.held_poses
+    plan = ChunkPlan(ps, index, inputs.options.chunk, original.rotation, original.shift_A,
+                     *((None, None) if held is None else held))
     result = executor.run_half(work, plan, reader, progress, should_abort)
     if poses_out is not None:
         poses_out.extend(result.poses)
@@ -132,7 +134,8 @@ def refine_iteration(inputs: RunInputs, previous: IterationState, it: int, res_A
         log.info(f"iteration {it}, half {half}: GMM of {info['n_gauss']} Gaussians at "
                  f"{res_A:.2f} A (fit residual {info['fit_residual']:.3g})")
         label = f"iteration {it}, half {half}"
-        work = HalfWork(AlignerSpec(gmm, res_A, opts.alignment(), inputs.pivot_A),
+        work = HalfWork(AlignerSpec(gmm, res_A, opts.alignment(), inputs.pivot_A,
+                                    region_weight(inputs, gmm)),
                         inputs.box, inputs.apix, PAD, label)
         progress = Progress(len(index), f"{label}: align", interval_s=PROGRESS_EVERY_S)
         chunks: list = []

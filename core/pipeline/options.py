@@ -201,8 +201,9 @@ class RefineOptions:
         none="none", none_means="no focus", metavar="FILE")
     outside: str = _option(
         "widen", "outside", str, "what a focused run does with Gaussians outside the mask: "
-        "widen (width / (0.25 + 0.75 M): the coarse shape kept) or fade (amplitude x M: the "
-        "region aligned alone)", choices=tuple(OUTSIDE_MODES))
+        "widen (width / (0.25 + 0.75 M): the coarse shape kept), fade (amplitude x M: the "
+        "region aligned alone) or hold (the rest kept at each particle's input pose while "
+        "the region moves)", choices=tuple(OUTSIDE_MODES))
     low_cut_A: float = _option(
         25.0, "low-cut", float, "lowest resolution the alignment uses", unit="A", above=0)
     batch: int = _option(

@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..fourier.filters import apply_shell_weights
 from ..fourier.masks import auto_mask
 from ..gmm.fit import gmm_from_map, gmm_from_model
-from ..gmm.focus import OUTSIDE_MODES, fraction_inside
+from ..gmm.focus import OUTSIDE_MODES, fraction_inside, mask_values_at
 from ..gmm.model import GMM
 from .inputs import RunInputs
 
@@ -74,7 +74,7 @@ def half_gmm(inputs: RunInputs, source: np.ndarray, res_A: float, seed: int,
                 "mean_nn_A": report.mean_nn_A, "seeded_from": "map"}
     if inputs.mask is None:
         return gmm, info
-    # Focus: the region keeps its detail; the rest is widened or faded (--outside).
+    # Focus: the region keeps its detail; the rest is widened, faded or held (--outside).
     info["mass_in_mask"] = fraction_inside(gmm, inputs.mask, apix)
     info["pivot_A"] = [round(float(v), 3) for v in inputs.pivot_A]
     try:
@@ -82,3 +82,11 @@ def half_gmm(inputs: RunInputs, source: np.ndarray, res_A: float, seed: int,
     except ValueError as err:
         raise InputError(f"{opts.mask}: {err} of half {half}'s map; expected a mask over part "
                          "of the particle") from None
+
+
+def region_weight(inputs: RunInputs, gmm: GMM) -> np.ndarray | None:
+    """Each Gaussian's share in the region that moves, for ``--outside hold`` (the mask at
+    its centre; the aligner holds the rest at the particle's held pose); else None."""
+    if inputs.mask is None or inputs.options.outside != "hold":
+        return None
+    return mask_values_at(inputs.mask, gmm.centres_A, inputs.apix)
