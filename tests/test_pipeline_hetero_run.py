@@ -32,8 +32,11 @@ def hetero_run(tmp_path_factory):
     simulate_dataset(sim, n=60, box=40, apix=3.0, snr=2.0, angle_rms_deg=1.0, crb_sample=0,
                      flexible=True, flex_amplitude_A=15.0, n_conformation_maps=2)
     out = root / "hetero"
-    result = CliRunner().invoke(cli, ["hetero", str(sim / "truth.star"), "--out", str(out),
-                                      "--mask", str(sim / "domain_mask.mrc"), *FAST])
+    # Run from the project above the stacks, as a host runs it: particles.star then names
+    # them from there (sim/particles.mrcs), not from the input's own directory.
+    with contextlib.chdir(root):
+        result = CliRunner().invoke(cli, ["hetero", str(sim / "truth.star"), "--out", str(out),
+                                          "--mask", str(sim / "domain_mask.mrc"), *FAST])
     assert result.exit_code == 0, result.output
     return sim, out
 
@@ -42,7 +45,7 @@ def test_latents_are_keyed_by_image_name_in_every_output(hetero_run):
     sim, out = hetero_run
     table = pd.read_csv(out / "latent.csv")
     # Keyed by the input's own image names; particles.star names the same images as a
-    # host finds them from the project directory (here: absolute paths).
+    # host finds them from the project directory (here: sim/particles.mrcs).
     given = starfile.read(sim / "truth.star")["particles"]
     assert list(table.image_name) == list(given.rlnImageName)
     star = starfile.read(out / "particles.star")["particles"]
@@ -95,7 +98,7 @@ def test_conf2pose_and_composite_as_relion_external_jobs(hetero_run, tmp_path, m
     monkeypatch.chdir(project)
     code = main_conf2pose(["--o", "External/job002/", "--in_parts",
                            "External/job001/particles.star", "--in_mask", "mask.mrc",
-                           "--focus-iter", "1", "--root", str(sim), "--j", "1"])
+                           "--focus-iter", "1", "--root", str(sim.parent), "--j", "1"])
     job = project / "External" / "job002"
     assert code == 0 and (job / pf.SUCCESS).exists()
     nodes = starfile.read(job / pf.OUTPUT_NODES)
@@ -112,10 +115,35 @@ def test_conf2pose_and_composite_as_relion_external_jobs(hetero_run, tmp_path, m
     capsys.readouterr()
     code = main_conf2pose(["--o", "External/job003/", "--in_parts",
                            "External/job001/particles.star", "--in_mask", "mask.mrc",
-                           "--root", str(sim), "--j", "1"])
+                           "--root", str(sim.parent), "--j", "1"])
     assert code == 1 and (project / "External" / "job003" / pf.FAILURE).exists()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds a gmmrefine composite run" in err[0], err
+
+
+def test_conf2pose_finds_stacks_named_from_the_working_directory_and_resumes_elsewhere(
+        hetero_run, tmp_path, monkeypatch):
+    # The hetero run named its stacks from its working directory; conf2pose, run elsewhere,
+    # must read them from there (not from where the hetero run's input found them), name
+    # them in converted.star from its own working directory, read them back from there,
+    # and resume from a third directory.
+    sim, hetero = hetero_run
+    out = tmp_path / "conf"
+    args = ["conf2pose", str(hetero), "--out", str(out), "--mask",
+            str(sim / "domain_mask.mrc"), "--focus-iter", "1"]
+    monkeypatch.chdir(sim)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    names = starfile.read(out / "converted.star")["particles"].rlnImageName
+    assert all(name.split("@")[1] == "particles.mrcs" for name in names)
+    assert "outside the mask: hold" in (out / "run.log").read_text()
+    monkeypatch.chdir(tmp_path)
+    poses = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst"]
+    final = starfile.read(out / "particles.star")["particles"][poses]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    pd.testing.assert_frame_equal(starfile.read(out / "particles.star")["particles"][poses],
+                                  final)
 
 
 def test_hetero_refuses_optics_groups_on_two_grids_with_one_line(tmp_path):

@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..data.particles import ParticleSet
 from ..errors import InputError
 from ..gmm.focus import mask_values_at
 from ..gmm.model import GMM
@@ -166,14 +167,44 @@ def run_conf2pose(hetero_dir: Path, out_dir: Path, options: Conf2PoseOptions, *,
             if not converted.is_file():
                 # converted.star last: it marks the conversion finished for a resume.
                 write_particles(ps, out / CONVERTED_CS)
+                # "root": where converted.star's image paths resolve from (they are
+                # written relative to the working directory); "hetero_root": the same
+                # for the heterogeneity run's particles.star.
                 write_text_atomic(out / RECORD, json.dumps(
                     {"input": str(hetero_dir.resolve()), "options": options.to_dict(),
-                     "root": str(ps.root), **summary}, indent=2) + "\n")
+                     "root": str(Path.cwd()), "hetero_root": str(ps.root), **summary},
+                    indent=2) + "\n")
                 write_particles(ps, converted)
             conversion = json.loads((out / RECORD).read_text())
             focus = dataclasses.replace(RefineOptions(), mask=str(Path(options.mask).resolve()),
                                         iterations=options.focus_iterations,
-                                        root=conversion["root"], seed=options.seed)
+                                        outside=options.outside, root=conversion["root"],
+                                        seed=options.seed)
             log.info(f"focused refinement from the converted poses: "
-                     f"{options.focus_iterations} iterations")
-            return refine_claimed(read_inputs(converted, focus), out, record, should_abort)
+                     f"{options.focus_iterations} iterations, outside the mask: "
+                     f"{options.outside}")
+            inputs = read_inputs(converted, focus)
+            before = read_particles(hetero_dir / PARTICLES_STAR,
+                                    root=conversion["hetero_root"])
+            inputs = dataclasses.replace(inputs, held_poses=poses_by_image(before,
+                                                                           inputs.particles))
+            return refine_claimed(inputs, out, record, should_abort)
+
+
+def poses_by_image(source: ParticleSet, target: ParticleSet) -> tuple[np.ndarray, np.ndarray]:
+    """``source``'s poses (rotation, shift_A) in the rows of ``target``, matched by image
+    (stack file and index): where a focused run from converted poses holds the rest of each
+    particle, the pose it had before the conversion."""
+    def keys(ps: ParticleSet) -> list[tuple[str, int]]:
+        # The two files may name one stack differently (relative to other directories).
+        first = {p: i for i, p in reversed(list(enumerate(ps.image_path)))}
+        files = {p: str(ps.resolve_image_path(i).resolve()) for p, i in first.items()}
+        return [(files[p], int(i)) for p, i in zip(ps.image_path, ps.image_index)]
+
+    where = {key: row for row, key in enumerate(keys(source))}
+    try:
+        rows = np.array([where[key] for key in keys(target)], np.int64)
+    except KeyError as err:
+        raise InputError(f"{target.source}: image {err.args[0][1]}@{err.args[0][0]} is not in "
+                         f"{source.source}; expected the heterogeneity run's particles") from None
+    return source.rotation[rows], source.shift_A[rows]

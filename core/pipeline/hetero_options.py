@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ..gmm.focus import OUTSIDE_MODES
 from ..hetero.settings import CONVERSIONS, FEATURE_KINDS
 from .options import _option, check_fields
 
@@ -76,6 +77,10 @@ class Conf2PoseOptions:
     focus_iterations: int = _option(
         3, "focus-iter", int, "focused iterations with the mask from the converted poses",
         at_least=1)
+    outside: str = _option(
+        "hold", "outside", str, "what the focused iterations do with Gaussians outside the "
+        "mask: hold (the rest kept at each particle's pose before the conversion while the "
+        "region moves), widen or fade (as refine --outside)", choices=tuple(OUTSIDE_MODES))
     batch: int = _option(
         256, "batch", int, "particles decoded at once (bounds memory)", at_least=1)
     root: str | None = _option(

@@ -239,8 +239,10 @@ def run_hetero(source: Path, out_dir: Path, options: HeteroOptions, *,
     out = Path(out_dir)
     with report_log.held() as early:
         inputs = read_hetero_inputs(Path(source), options)
+        # "root": where DIR/particles.star's image paths resolve from, the working
+        # directory they are written relative to (io.particles.write_particles).
         record = {"input": str(inputs.particles_file.resolve()), "options": options.to_dict(),
-                  "root": str(inputs.particles.root)}
+                  "root": str(Path.cwd())}
         files = {"particles": inputs.particles_file}
         if options.mask is not None:
             files["mask"] = Path(options.mask)
