@@ -63,6 +63,36 @@ def test_focused_run_widens_the_gmm_outside_the_mask_and_reports_the_fsc_within_
     np.testing.assert_allclose(fade.amplitudes, (plain.amplitudes * m)[m > 0], rtol=1e-6)
 
 
+def test_held_run_keeps_the_whole_gmm_and_targets_the_fsc_within_the_mask(focus_set,
+                                                                          tmp_path):
+    from gmmrefine.pipeline.iteration import target_resolution
+    from gmmrefine.reconstruct.fsc import masked_fsc_corrected
+
+    box, apix = 48, 2.4
+    mask = soft_sphere(box, (4, 0, 0), 6, 3)
+    write_map(tmp_path / "mask.mrc", mask, apix)
+    star = focus_set / "particles.star"
+    base = dict(iterations=2, steps=1, res_A=8.0, n_gauss=400, mask=str(tmp_path / "mask.mrc"),
+                reference_fsc="masked")
+    refine_module.run_refinement(star, tmp_path / "widen", RefineOptions(**base),
+                                 log=lambda s: None)
+    refine_module.run_refinement(star, tmp_path / "hold", RefineOptions(**base, outside="hold"),
+                                 log=lambda s: None)
+    # hold aligns the region's share and holds the rest: the GMM itself stays whole.
+    widened = read_gmm(tmp_path / "widen" / "iter_001" / "gmm_half1.npz")
+    whole = read_gmm(tmp_path / "hold" / "iter_001" / "gmm_half1.npz")
+    np.testing.assert_allclose(whole.centres_A, widened.centres_A)
+    assert not np.allclose(whole.widths_A, widened.widths_A)
+    # The second target follows the FSC within the mask of the first iteration's maps.
+    h1, h2 = (read_map(tmp_path / "hold" / "iter_001" / f"half{h}.mrc")[0] for h in (1, 2))
+    masked = masked_fsc_corrected(h1, h2, mask, apix).corrected
+    record = json.loads((tmp_path / "hold" / "run.json").read_text())
+    assert record["iterations"][2]["target_resolution_A"] == pytest.approx(
+        target_resolution(masked, box, apix, None), rel=1e-3)
+    assert record["iterations"][2]["target_resolution_A"] != pytest.approx(
+        target_resolution(fsc_curve(h1, h2), box, apix, None), rel=1e-3)
+
+
 @pytest.fixture(scope="module")
 def c3_set(tmp_path_factory):
     out = tmp_path_factory.mktemp("c3")
@@ -111,3 +141,16 @@ def test_symmetry_averages_the_global_map_and_a_focused_run_expands_then_reimpos
     with pytest.raises(InputError, match="C7x"):
         refine_module.run_refinement(star, tmp_path / "bad", RefineOptions(sym="C7x"),
                                      log=lambda s: None)
+
+
+def test_reference_fsc_is_the_masked_one_only_when_asked_and_there_is_one():
+    from gmmrefine.pipeline.iteration import reference_fsc
+    from gmmrefine.pipeline.run_directory import Maps
+
+    empty = np.zeros((2, 2, 2))
+    whole, within = np.linspace(1, 0, 5), np.linspace(1, 0.5, 5)
+    maps = Maps(empty, empty, empty, whole, within)
+    assert reference_fsc(RefineOptions(), maps) is whole
+    assert reference_fsc(RefineOptions(reference_fsc="masked"), maps) is within
+    assert reference_fsc(RefineOptions(reference_fsc="masked"),
+                         Maps(empty, empty, empty, whole)) is whole

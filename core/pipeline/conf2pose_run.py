@@ -179,7 +179,10 @@ def run_conf2pose(hetero_dir: Path, out_dir: Path, options: Conf2PoseOptions, *,
             focus = dataclasses.replace(RefineOptions(), mask=str(Path(options.mask).resolve()),
                                         iterations=options.focus_iterations,
                                         outside=options.outside, root=conversion["root"],
-                                        seed=options.seed)
+                                        seed=options.seed,
+                                        # the region is sharper than the box (measured in
+                                        # docs/hetero.md): weight and target by its FSC
+                                        reference_fsc="masked")
             log.info(f"focused refinement from the converted poses: "
                      f"{options.focus_iterations} iterations, outside the mask: "
                      f"{options.outside}")

@@ -29,6 +29,7 @@ from ..report.progress import Progress
 from .chunk import AlignerSpec
 from .executor import IN_PROCESS, ChunkExecutor, ChunkPlan, HalfWork, check_abort
 from .inputs import RunInputs
+from .options import RefineOptions
 from .references import half_gmm, region_weight, wiener_weighted
 from .run_directory import IterationState, Maps
 
@@ -54,6 +55,19 @@ def target_resolution(fsc: np.ndarray, box: int, apix: float, align_fsc: float |
     if align_fsc is None:
         return next_target_resolution(fsc, box, apix)
     return max(resolution_at(fsc, box, apix, align_fsc), 2.0 * apix)
+
+
+def reference_fsc(options: RefineOptions, maps: Maps) -> np.ndarray:
+    """The FSC that weights the next references and sets the next target: within the mask
+    with ``--reference-fsc masked`` in a focused run, else the whole box's.
+
+    A focused region is often better ordered than the rest (its poses are the
+    ones being refined): the whole box's FSC then under-weights its shells and
+    stops its alignment short.
+    """
+    if options.reference_fsc == "masked" and maps.fsc_masked is not None:
+        return maps.fsc_masked
+    return maps.fsc
 
 
 def _maps(inputs: RunInputs, sums: list[FourierSums]) -> Maps:
@@ -162,7 +176,7 @@ def _gmm_sources(inputs: RunInputs, previous: IterationState, it: int):
         if it == 1 and inputs.reference is not None:
             yield inputs.reference
         else:
-            yield wiener_weighted(half_map, previous.maps.fsc)
+            yield wiener_weighted(half_map, reference_fsc(inputs.options, previous.maps))
 
 
 def pose_change_figures(before: ParticleSet, rotation: np.ndarray, shift_A: np.ndarray,

@@ -204,6 +204,11 @@ class RefineOptions:
         "widen (width / (0.25 + 0.75 M): the coarse shape kept), fade (amplitude x M: the "
         "region aligned alone) or hold (the rest kept at each particle's input pose while "
         "the region moves)", choices=tuple(OUTSIDE_MODES))
+    reference_fsc: str = _option(
+        "unmasked", "reference-fsc", str, "which gold-standard FSC of a focused run weights "
+        "each iteration's references and sets the next target: masked (within the mask, "
+        "corrected by phase randomisation, as RELION's --solvent_correct_fsc) or unmasked "
+        "(the whole box)", choices=("masked", "unmasked"))
     low_cut_A: float = _option(
         25.0, "low-cut", float, "lowest resolution the alignment uses", unit="A", above=0)
     batch: int = _option(

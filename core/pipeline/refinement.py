@@ -66,8 +66,9 @@ class _Refinement:
             states.append(state)
             for it in range(1, opts.iterations + 1):
                 res_A = (opts.res_A if it == 1 and opts.res_A is not None
-                         else iteration.target_resolution(state.maps.fsc, inputs.box,
-                                                          inputs.apix, opts.align_fsc))
+                         else iteration.target_resolution(
+                             iteration.reference_fsc(opts, state.maps), inputs.box,
+                             inputs.apix, opts.align_fsc))
                 state = self._iteration(it, state, res_A, reader)
                 states.append(state)
                 run.write_record([s.summary for s in states])
