@@ -127,7 +127,7 @@ def run_cryodrgn(exe: str, sim: Path, star: Path, case: Path, args) -> dict:
     ``--cryodrgn-cached`` nothing is trained and the last checkpoint's latents are read.
     """
     box, apix = args.cryodrgn_box or args.box, args.apix * args.box / (args.cryodrgn_box or args.box)
-    work = case / f"cryodrgn_{args.poses}_z{args.latent}_e{args.cryodrgn_epochs}_D{box}"
+    work = case / f"cryodrgn_{args.poses}_z{args.latent}_e{args.cryodrgn_epochs}_D{box}{args.tag}"
     work.mkdir(parents=True, exist_ok=True)
     walls = {}
     images = str(star)
@@ -193,6 +193,10 @@ def main() -> None:
     p.add_argument("--no-cryodrgn", action="store_true")
     p.add_argument("--cryodrgn-cached", action="store_true",
                    help="train nothing: read the last cached cryoDRGN checkpoint's latents")
+    p.add_argument("--tag", default="",
+                   help="suffix of this invocation's run directories and JSON: fresh runs of "
+                        "both programs (timings on one and the same machine state) beside "
+                        "cached ones")
     p.add_argument("--data", type=Path, default=HERE / ".data")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
@@ -209,12 +213,13 @@ def main() -> None:
     source = {"start": sim / "particles.star", "truth": sim / "truth.star",
               "global": case / "global"}[args.poses]
     star = source / "particles.star" if source.is_dir() else source
-    label = f"{args.poses}_z{args.latent}_e{args.epochs}_{args.encoder_input}_res{args.res:g}"
+    label = (f"{args.poses}_z{args.latent}_e{args.epochs}_{args.encoder_input}_res{args.res:g}"
+             f"{args.tag}")
     hetero = case / f"hetero_{label}"
     walls["gmmrefine_hetero"] = run_step(
         [GMMREFINE, "hetero", str(source), "--out", str(hetero), "--latent", str(args.latent),
          "--epochs", str(args.epochs), "--encoder-input", args.encoder_input, "--res",
-         str(args.res), "--mask", str(sim / "domain_mask.mrc"), "--root", str(sim)],
+         str(args.res), "--mask", str(sim / "domain_mask.mrc")],
         case / f"hetero_{label}.log", hetero / "series" / "reconstructed.cxc")
 
     from gmmrefine.io.mrc import read_map

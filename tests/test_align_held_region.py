@@ -85,6 +85,7 @@ def test_a_region_turned_against_a_still_rest_is_followed_only_when_the_rest_is_
     assert np.median(angle_between_deg(found, region_pose)) > 1.0
 
 
+@pytest.mark.slow
 def test_the_aligner_follows_a_hinged_domain_in_images_on_disk(tmp_path):
     # The simulator's flexible particles: each one's domain turned about a hinge by its own
     # angle. Aligned from the true (core) poses with the domain's share moving and the rest

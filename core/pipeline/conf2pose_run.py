@@ -185,7 +185,7 @@ def run_conf2pose(hetero_dir: Path, out_dir: Path, options: Conf2PoseOptions, *,
                                         reference_fsc="masked")
             log.info(f"focused refinement from the converted poses: "
                      f"{options.focus_iterations} iterations, outside the mask: "
-                     f"{options.outside}")
+                     f"{options.outside}, references weighted by the FSC within the mask")
             inputs = read_inputs(converted, focus)
             before = read_particles(hetero_dir / PARTICLES_STAR,
                                     root=conversion["hetero_root"])
