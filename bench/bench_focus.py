@@ -154,6 +154,98 @@ def resolution_at_bound_errors(sim: Path, ideal_star: Path, bound_deg: float, tr
     return out
 
 
+def domain_fishers(sim: Path, ideal_star: Path) -> np.ndarray:
+    """(n, 5, 5) Fisher matrix of every particle's domain pose at its domain-ideal pose
+    (the domain's own signal, the core known; crb.pose_fisher's parameters), cached."""
+    from gmmrefine.io.particles import read_particles
+    from gmmrefine.simulate.crb import pose_fisher
+    from gmmrefine.simulate.model import DOMAIN
+
+    cache = sim.parent / "domain_fisher.npy"
+    if cache.is_file():
+        return np.load(cache)
+    data = SimulatedSet(sim)
+    box, apix = data.cfg["box"], data.cfg["apix"]
+    ideal = read_particles(ideal_star)
+    moving = data.model.domain == DOMAIN
+    fisher = np.array([pose_fisher(data.model.coords_A[moving], data.amplitude[moving],
+                                   data.sigma[moving], ideal.rotation[i], ideal.shift_A[i],
+                                   data.ctf(i)[0], box, apix, data.noise_sd)
+                       for i in range(len(ideal))])
+    np.save(cache, fisher)
+    return fisher
+
+
+def domain_centre_error_A(rotation: np.ndarray, shift_A: np.ndarray, ideal, centre_A: np.ndarray
+                          ) -> np.ndarray:
+    """Per particle, how far (A) the poses put the domain's centre in the image from where
+    the domain-ideal poses put it."""
+    at = np.einsum("nij,j->ni", rotation, centre_A)[:, :2] - shift_A
+    ideal_at = np.einsum("nij,j->ni", ideal.rotation, centre_A)[:, :2] - ideal.shift_A
+    return np.linalg.norm(at - ideal_at, axis=1)
+
+
+def resolution_at_bound_covariance(sim: Path, ideal_star: Path, truth: np.ndarray,
+                                   domain: np.ndarray, apix: float,
+                                   multiples=(1.0, 1.2, 1.4)) -> dict:
+    """Truth-FSC 0.5 in the domain when every domain-ideal pose carries an error drawn from
+    k x its own Cramer-Rao covariance (rotation and shift jointly, 5 x 5): the map an
+    unbiased estimator k times as noisy as the best possible would give, per k.
+
+    Unlike :func:`resolution_at_bound_errors` the shift errors (and their correlation with
+    the rotation) are in, so it is not optimistic.
+    """
+    from gmmrefine.data.rotations import angle_between_deg, turn_matrix
+    from gmmrefine.gmm.focus import mask_centroid_A
+    from gmmrefine.io.particles import read_particles
+    from gmmrefine.io.stack import StackReader
+    from gmmrefine.reconstruct.backproject import reconstruct_halves
+
+    ideal = read_particles(ideal_star)
+    covariance = np.linalg.inv(domain_fishers(sim, ideal_star))
+    unit = np.random.default_rng(11).standard_normal((len(ideal), 5))
+    draws = np.einsum("nij,nj->ni", np.linalg.cholesky(covariance), unit)
+    centre = mask_centroid_A(domain, apix)
+    out = {}
+    with StackReader(sim) as reader:
+        for k in multiples:
+            rotation = turn_matrix(k * draws[:, :3]) @ ideal.rotation
+            shift = ideal.shift_A + k * draws[:, 3:] * apix
+            _, _, volume = reconstruct_halves(ideal.with_poses(rotation, shift), reader)
+            out[f"{k:g}"] = {
+                "median_angle_deg": float(np.median(angle_between_deg(rotation,
+                                                                      ideal.rotation))),
+                "median_domain_centre_error_A": float(np.median(
+                    domain_centre_error_A(rotation, shift, ideal, centre))),
+                "truth_fsc05_in_domain_A": truth_resolution(volume, truth, domain, apix)}
+    return out
+
+
+def truth_in_frame_of(sim: Path, ideal, poses) -> tuple[np.ndarray, float, list[float]]:
+    """The hinge-0 truth map rendered in the frame a set of poses reconstructs in, with
+    that frame's offset (deg, A) from the domain-ideal poses' frame.
+
+    Poses that all differ from the domain-ideal ones by one rigid motion x -> R0 x + t
+    (A = A_ideal R0, o = o_ideal - (A_ideal t)_xy) reconstruct the truth moved by it: a
+    frame of their own, not a blur. R0 is the mean of the particles' A_ideal^T A and t
+    the least-squares fit of their origins; the atoms are rendered moved by the inverse,
+    so the map is compared with the truth where it put it.
+    """
+    from gmmrefine.simulate.model import conformation_coords
+    from gmmrefine.simulate.render import render_map
+    from scipy.spatial.transform import Rotation
+
+    data = SimulatedSet(sim)
+    relative = np.einsum("nji,njk->nik", ideal.rotation, poses.rotation)
+    r0 = Rotation.from_matrix(relative).mean().as_matrix()
+    t, *_ = np.linalg.lstsq(ideal.rotation[:, :2, :].reshape(-1, 3),
+                            (ideal.shift_A - poses.shift_A).reshape(-1), rcond=None)
+    atoms = (conformation_coords(data.model, 0.0) - t) @ r0      # R0^T (y - t), row-wise
+    volume = render_map(atoms, data.amplitude, data.sigma, data.cfg["box"], data.cfg["apix"])
+    angle = float(np.degrees(np.arccos(np.clip((np.trace(r0) - 1) / 2, -1, 1))))
+    return volume, angle, [round(float(v), 3) for v in t]
+
+
 def last_iteration(run: Path, iterations: int) -> Path:
     """The file a run directory has once ``iterations`` iterations are done."""
     return run / f"iter_{iterations:03d}" / "state.npz"
