@@ -188,7 +188,7 @@ def run_conf2pose(hetero_dir: Path, out_dir: Path, options: Conf2PoseOptions, *,
                      f"{options.outside}, references weighted by the FSC within the mask")
             inputs = read_inputs(converted, focus)
             before = read_particles(hetero_dir / PARTICLES_STAR,
-                                    root=conversion["hetero_root"])
+                                    root=conversion.get("hetero_root", conversion["root"]))
             inputs = dataclasses.replace(inputs, held_poses=poses_by_image(before,
                                                                            inputs.particles))
             return refine_claimed(inputs, out, record, should_abort)
