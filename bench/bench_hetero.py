@@ -48,6 +48,11 @@ def hinge_by_row(sim: Path, star: Path) -> np.ndarray:
     return np.load(sim / "truth_conformation.npy")[ps.image_index], ps.half_set
 
 
+def _csv_column(path: Path, name: str) -> int:
+    """Index of column ``name`` in a CSV's header row."""
+    return path.read_text().splitlines()[0].split(",").index(name)
+
+
 def pc1(latent: np.ndarray) -> np.ndarray:
     centred = latent - latent.mean(axis=0)
     return centred @ np.linalg.svd(centred, full_matrices=False)[2][0]
@@ -233,9 +238,15 @@ def main() -> None:
             "spearman_linear_readout_cv_vs_hinge": {},
             "training_s": {h: record["halves"][h]["seconds"] for h in ("1", "2")},
             "run_wall_s": run_log_span_s(hetero / "run.log")}
+    # The run's own PC1 (latent.csv: principal axes of the decoded motion), and the plain
+    # PCA of its latent numbers beside it (what cryoDRGN's latents get below).
+    own_pc1 = np.loadtxt(hetero / "latent.csv", delimiter=",", skiprows=1,
+                         usecols=_csv_column(hetero / "latent.csv", "pc1"))
+    ours["spearman_latent_pca1_vs_hinge"] = {}
     for h in (1, 2):
         rows = halves == h
-        ours["spearman_pc1_vs_hinge"][str(h)] = rho(pc1(latent[rows]), hinge[rows])
+        ours["spearman_pc1_vs_hinge"][str(h)] = rho(own_pc1[rows], hinge[rows])
+        ours["spearman_latent_pca1_vs_hinge"][str(h)] = rho(pc1(latent[rows]), hinge[rows])
         ours["spearman_decoded_turn_vs_hinge"][str(h)] = rho(turns[rows], hinge[rows])
         ours["spearman_linear_readout_cv_vs_hinge"][str(h)] = linear_readout_rho(latent[rows],
                                                                                  hinge[rows])

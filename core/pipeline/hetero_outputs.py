@@ -15,6 +15,13 @@ DIR/series/*.cxc           ChimeraX: open a series as a volume series and play i
 Each half's latent space is its own; PC1 of half 2 is turned to point the
 way half 1's does (the decoded motions along the two axes correlate
 positively), so bin K of both halves holds the same end of the motion.
+
+The principal axes are those of the motion the latents decode to, not of
+the latent numbers: a latent space's scale is the network's choice, and a
+direction that spreads the latents widely may move little density. Each
+latent step is measured by the amplitude-weighted displacement of the
+Gaussians it decodes to (the decoder's least-squares linear fit over the
+half's latents), and the PCA is taken in that metric.
 """
 
 from __future__ import annotations
@@ -48,14 +55,31 @@ LATENT_NPY, LATENT_CSV = "latent.npy", "latent.csv"
 
 @dataclass(frozen=True)
 class Principal:
-    """Principal axes of one half's latents: mean (L,), axes (L, L) rows, explained (L,)."""
+    """Principal axes of one half's latents.
+
+    mean (L,); axes (L, L) rows: score k of a latent z is (z - mean) . axes[k];
+    directions (L, L) rows: the latent step of one unit of score k
+    (axes[k] . directions[k] = 1); explained (L,): each axis's share of the
+    variance. In a plain PCA axes and directions are the same orthonormal rows.
+    """
 
     mean: np.ndarray
     axes: np.ndarray
     explained: np.ndarray
+    directions: np.ndarray
 
     def scores(self, latent: np.ndarray) -> np.ndarray:
         return (np.asarray(latent, float) - self.mean) @ self.axes.T
+
+    def point(self, k: int, score: float) -> np.ndarray:
+        """The latent point at ``score`` along axis k (the others at their mean)."""
+        return self.mean + score * self.directions[k]
+
+    def flipped(self, k: int) -> "Principal":
+        """The same axes with axis k's sign turned."""
+        axes, directions = self.axes.copy(), self.directions.copy()
+        axes[k], directions[k] = -axes[k], -directions[k]
+        return Principal(self.mean, axes, self.explained, directions)
 
 
 @dataclass
@@ -72,13 +96,47 @@ class HeteroResult:
     record: dict
 
 
-def principal_axes(latent: np.ndarray) -> Principal:
-    """PCA of latents (n, L) by SVD; components ordered by variance."""
+def principal_axes(latent: np.ndarray, metric: np.ndarray | None = None) -> Principal:
+    """PCA of latents (n, L) by SVD, components ordered by variance, the squared length of a
+    latent step dz being dz^T metric dz (None: the plain Euclidean PCA).
+
+    With metric = C C^T (Cholesky), y = C^T dz has Euclidean lengths; the PCA
+    of y gives rows e_k, so score k = dz . (C e_k) and one unit of it is the
+    latent step C^-T e_k.
+    """
     latent = np.asarray(latent, float)
     mean = latent.mean(axis=0)
-    _, s, vt = np.linalg.svd(latent - mean, full_matrices=False)
+    dim = latent.shape[1]
+    if metric is None:
+        chol = np.eye(dim)
+    else:
+        metric = np.asarray(metric, float)
+        # A direction that moves nothing still needs a length: a whisker of the plain one.
+        ridge = 1e-9 * max(float(np.trace(metric)) / dim, 1e-30)
+        chol = np.linalg.cholesky(metric + ridge * np.eye(dim))
+    _, s, vt = np.linalg.svd((latent - mean) @ chol, full_matrices=False)
     var = s ** 2
-    return Principal(mean, vt, var / max(var.sum(), 1e-30))
+    return Principal(mean, vt @ chol.T, var / max(var.sum(), 1e-30), vt @ np.linalg.inv(chol))
+
+
+def motion_metric(model, batch: int = 256) -> np.ndarray:
+    """(L, L) J J^T, J (L, 3N) the least-squares linear map from a half's latent deviations
+    to the amplitude-weighted displacements (sqrt(a) dx) of the Gaussians they decode to.
+
+    Decoded ``batch`` latents at a time: only J's sums are kept (memory L x 3N).
+    """
+    latent = np.asarray(model.latent, float)
+    deviation = latent - latent.mean(axis=0)
+    weight = np.sqrt(np.abs(model.gmm.amplitudes))[None, :, None]
+    cross = np.zeros((latent.shape[1], 3 * len(model.gmm)))
+    for lo in range(0, len(latent), batch):
+        centres = predict(model.decoder, latent[lo:lo + batch], batch).astype(float)
+        # The latents' deviations sum to zero, so the displacements need no centring.
+        cross += deviation[lo:lo + batch].T @ (centres * weight).reshape(len(centres), -1)
+    gram = deviation.T @ deviation
+    ridge = 1e-9 * max(float(np.trace(gram)) / len(gram), 1e-30)
+    jac = np.linalg.solve(gram + ridge * np.eye(len(gram)), cross)
+    return jac @ jac.T
 
 
 def image_names(ps) -> list[str]:
@@ -95,7 +153,7 @@ def decoded_gmm(model, latent_point: np.ndarray) -> GMM:
 def _axis_motion(model, principal: Principal, box: int, apix: float) -> np.ndarray:
     """The decoded map at +1 sd along PC1 minus that at -1 sd."""
     sd = float(np.sqrt(np.mean(principal.scores(model.latent)[:, 0] ** 2))) or 1.0
-    ends = [render_map(decoded_gmm(model, principal.mean + s * sd * principal.axes[0]), box, apix)
+    ends = [render_map(decoded_gmm(model, principal.point(0, s * sd)), box, apix)
             for s in (1.0, -1.0)]
     return ends[0] - ends[1]
 
@@ -104,10 +162,7 @@ def orient_halves(models: dict, principals: dict, box: int, apix: float) -> dict
     """Half 2's principal axes with PC1's sign turned to move as half 1's PC1 moves."""
     motion = {h: _axis_motion(models[h], principals[h], box, apix) for h in (1, 2)}
     if float(np.sum(motion[1] * motion[2])) < 0:
-        p = principals[2]
-        axes = p.axes.copy()
-        axes[0] = -axes[0]
-        principals = {**principals, 2: Principal(p.mean, axes, p.explained)}
+        principals = {**principals, 2: principals[2].flipped(0)}
     return principals
 
 
@@ -171,7 +226,7 @@ def write_series(out: Path, inputs, models: dict, principals: dict, pc1: np.ndar
         names = []
         for k in range(bins):
             score = float(np.median(pc1[rows][which[rows] == k]))
-            point = principals[h].mean + score * principals[h].axes[0]
+            point = principals[h].point(0, score)
             names.append(f"decoded_half{h}_{k:02d}.mrc")
             write_map(series / names[-1], render_map(decoded_gmm(models[h], point), box, apix),
                       apix)
@@ -196,7 +251,7 @@ def write_outputs(out: Path, inputs, models: dict, options, reader, record: dict
     ps = inputs.particles
     latent = np.zeros((len(ps), options.latent_dim), np.float32)
     scores = np.zeros((len(ps), options.latent_dim))
-    principals = {h: principal_axes(models[h].latent) for h in (1, 2)}
+    principals = {h: principal_axes(models[h].latent, motion_metric(models[h])) for h in (1, 2)}
     principals = orient_halves(models, principals, inputs.box, inputs.apix)
     for h in (1, 2):
         rows = np.flatnonzero(ps.half_set == h)
@@ -211,6 +266,7 @@ def write_outputs(out: Path, inputs, models: dict, options, reader, record: dict
     record = {**record, "halves": {str(h): {**models[h].summary,
                                             "explained_variance": principals[h].explained.tolist(),
                                             "pc_axes": principals[h].axes.tolist(),
+                                            "pc_directions": principals[h].directions.tolist(),
                                             "latent_mean": principals[h].mean.tolist()}
                                    for h in (1, 2)},
               "bins_along_pc1": reconstructed}
