@@ -57,17 +57,13 @@ def fade_outside_mask(gmm: GMM, mask: np.ndarray, apix: float) -> GMM:
     region that turned about a hinge back towards the consensus pose, by its
     low-resolution match (bench_focus measures how much).
     """
-    m = mask_values_at(mask, gmm.centres_A, apix)
-    keep = m > 0
-    if not np.any(keep):
-        raise ValueError("no Gaussian lies inside the mask")
-    return GMM(gmm.centres_A[keep], gmm.amplitudes[keep] * m[keep], gmm.widths_A[keep])
+    return split_region(gmm, mask_values_at(mask, gmm.centres_A, apix))[0]
 
 
 def keep_whole(gmm: GMM, mask: np.ndarray, apix: float) -> GMM:
-    """The GMM unchanged: ``hold`` splits it where particles are aligned (:func:`split_region`)."""
-    if not np.any(mask_values_at(mask, gmm.centres_A, apix) > 0):
-        raise ValueError("no Gaussian lies inside the mask")
+    """The GMM unchanged: ``hold`` splits it where particles are aligned (:func:`split_region`,
+    called here too so a mask over no Gaussian is refused before any alignment)."""
+    split_region(gmm, mask_values_at(mask, gmm.centres_A, apix))
     return gmm
 
 

@@ -62,7 +62,7 @@ def chunk_tasks(job: str, plan: ChunkPlan) -> list[ChunkTask]:
     tasks = []
     for chunk_id, rows in enumerate(plan.chunks()):
         tasks.append(ChunkTask(job, chunk_id, rows, lean.subset(rows), *plan.prior(rows),
-                               *plan.held(rows), root, source))
+                               plan.held(rows), root, source))
     return tasks
 
 

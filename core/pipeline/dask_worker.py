@@ -49,8 +49,8 @@ class ChunkTask:
     particles     those particles (image paths and indices, CTF, poses; no host tables)
     prior_rotation, prior_shift_A
                   the prior's centre for each
-    held_rotation, held_shift_A
-                  where ``--outside hold`` keeps the rest of each
+    held          (rotation, shift_A) where ``--outside hold`` keeps the rest of each, or
+                  None (at the prior's centre: nothing more to ship)
     root          absolute directory the image paths resolve against
     source        the particle file, named in errors
     """
@@ -61,8 +61,7 @@ class ChunkTask:
     particles: ParticleSet
     prior_rotation: np.ndarray
     prior_shift_A: np.ndarray
-    held_rotation: np.ndarray
-    held_shift_A: np.ndarray
+    held: tuple[np.ndarray, np.ndarray] | None
     root: str
     source: str | None
 
@@ -187,7 +186,7 @@ def run_chunk(work: "HalfWork", task: ChunkTask) -> ChunkDone:
         try:
             poses = refine_chunk(half.aligner, images, np.arange(len(task.rows)), half.sums,
                                  prior_poses=(task.prior_rotation, task.prior_shift_A),
-                                 held_poses=(task.held_rotation, task.held_shift_A),
+                                 held_poses=task.held,
                                  progress=relay)
         except BaseException:
             # The sums may hold part of this chunk: drop them, and the client runs every

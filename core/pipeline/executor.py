@@ -52,8 +52,8 @@ class ChunkPlan:
     prior_rotation, prior_shift_A
                    the prior's centre for every particle of the set (the input poses)
     held_rotation, held_shift_A
-                   where ``--outside hold`` keeps the rest of every particle (None: at
-                   the prior's centre)
+                   where ``--outside hold`` keeps the rest of every particle (None: the
+                   aligner holds it at the prior's centre)
     """
 
     particles: ParticleSet
@@ -73,10 +73,10 @@ class ChunkPlan:
         """The prior's centre (rotation, shift_A) for particles ``rows``."""
         return self.prior_rotation[rows], self.prior_shift_A[rows]
 
-    def held(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where the rest of particles ``rows`` is held (rotation, shift_A)."""
+    def held(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Where the rest of particles ``rows`` is held (rotation, shift_A), or None."""
         if self.held_rotation is None:
-            return self.prior(rows)
+            return None
         return self.held_rotation[rows], self.held_shift_A[rows]
 
 
