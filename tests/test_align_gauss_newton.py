@@ -10,9 +10,8 @@ from gmmrefine.align.gauss_newton import (
     make_spectrum_and_jacobian,
 )
 from gmmrefine.align.kernel import apply_pose_moves
-from gmmrefine.align.rings import ring_pixels_for_resolution
-from gmmrefine.data.rotations import angle_between_deg, random_rotations
-from helpers_align import perturbed_case, random_blobs
+from gmmrefine.data.rotations import angle_between_deg
+from helpers_align import check_jacobian_by_finite_differences, perturbed_case
 
 
 def test_gauss_newton_pulls_particles_back_in_a_few_steps():
@@ -47,19 +46,4 @@ def test_prior_centre_away_from_the_start_pulls_the_poses_to_it():
 
 
 def test_pose_jacobian_matches_finite_differences():
-    rng = np.random.default_rng(5)
-    gmm, box, apix = random_blobs(rng, 100), 40, 1.2
-    rotation, origin = random_rotations(4, rng), rng.normal(size=(4, 2))
-    pixels = ring_pixels_for_resolution(box, apix, 3.0, 25.0)
-    jacobian = make_spectrum_and_jacobian(gmm, pixels, apix)
-    _, jac = (x.numpy() for x in jacobian(rotation.astype(np.float32), origin.astype(np.float32)))
-    eps = 0.02
-    for a in range(5):
-        move = np.zeros((4, 5))
-        move[:, a] = eps
-        plus = apply_pose_moves(rotation, origin, move[:, :3], move[:, 3:], apix)
-        minus = apply_pose_moves(rotation, origin, -move[:, :3], -move[:, 3:], apix)
-        f_plus, f_minus = (jacobian(r.astype(np.float32), o.astype(np.float32))[0].numpy()
-                           for r, o in (plus, minus))
-        numeric = (f_plus - f_minus) / (2 * eps)
-        assert np.abs(numeric - jac[..., a]).max() < 1e-2 * np.abs(jac[..., a]).max(), a
+    check_jacobian_by_finite_differences()

@@ -19,18 +19,13 @@ from gmmrefine.align.kernel import apply_pose_moves, make_pose_objective
 from gmmrefine.align.rings import ring_pixels_for_resolution
 from gmmrefine.data.particles import OpticsGroup
 from gmmrefine.data.rotations import angle_between_deg, perturb_rotations, random_rotations
-from gmmrefine.gmm.model import GMM
 from gmmrefine.io.particles import read_particles, write_particles
 from gmmrefine.pipeline import run as refine_module
 from gmmrefine.pipeline.options import RefineOptions
 from gmmrefine.simulate.dataset import simulate_dataset
+from helpers_align import check_jacobian_by_finite_differences, random_blobs
 
 MAG = np.array([[1.03, 0.012], [-0.008, 0.975]])
-
-
-def _blobs(rng, n=200):
-    return GMM(rng.normal(scale=6.0, size=(n, 3)), rng.uniform(0.5, 1.5, n),
-               rng.uniform(1.2, 2.0, n))
 
 
 def _direct(gmm, rotation, origin, pixels, apix, mag, exact_decay=False):
@@ -52,7 +47,7 @@ def _direct(gmm, rotation, origin, pixels, apix, mag, exact_decay=False):
 
 def test_magnified_projection_matches_a_direct_sum():
     rng = np.random.default_rng(3)
-    gmm, box, apix = _blobs(rng, 60), 40, 1.2
+    gmm, box, apix = random_blobs(rng, 60), 40, 1.2
     rotation, origin = random_rotations(3, rng), rng.normal(size=(3, 2))
     pixels = ring_pixels_for_resolution(box, apix, 3.0, 25.0)
     model, _ = make_spectrum_and_jacobian(gmm, pixels, apix, MAG)(
@@ -68,27 +63,12 @@ def test_magnified_projection_matches_a_direct_sum():
 
 
 def test_magnified_jacobian_matches_finite_differences():
-    rng = np.random.default_rng(5)
-    gmm, box, apix = _blobs(rng, 100), 40, 1.2
-    rotation, origin = random_rotations(4, rng), rng.normal(size=(4, 2))
-    pixels = ring_pixels_for_resolution(box, apix, 3.0, 25.0)
-    jacobian = make_spectrum_and_jacobian(gmm, pixels, apix, MAG)
-    _, jac = (x.numpy() for x in jacobian(rotation.astype(np.float32), origin.astype(np.float32)))
-    eps = 0.02
-    for a in range(5):
-        move = np.zeros((4, 5))
-        move[:, a] = eps
-        plus = apply_pose_moves(rotation, origin, move[:, :3], move[:, 3:], apix)
-        minus = apply_pose_moves(rotation, origin, -move[:, :3], -move[:, 3:], apix)
-        f_plus, f_minus = (jacobian(r.astype(np.float32), o.astype(np.float32))[0].numpy()
-                           for r, o in (plus, minus))
-        numeric = (f_plus - f_minus) / (2 * eps)
-        assert np.abs(numeric - jac[..., a]).max() < 1e-2 * np.abs(jac[..., a]).max(), a
+    check_jacobian_by_finite_differences(MAG)
 
 
 def test_poses_come_back_with_the_magnification_modelled_and_not_without():
     rng = np.random.default_rng(0)
-    gmm, box, apix = _blobs(rng), 48, 1.0
+    gmm, box, apix = random_blobs(rng, 200), 48, 1.0
     truth, origin = random_rotations(8, rng), rng.normal(scale=1.5, size=(8, 2))
     pixels = ring_pixels_for_resolution(box, apix, 3.0, 25.0)
     # Data with the exact anisotropic decay, which the kernel only approximates.

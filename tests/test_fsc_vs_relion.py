@@ -12,20 +12,9 @@ import pytest
 import starfile
 from conftest import needs
 from gmmrefine.fourier import filters, masks
-from gmmrefine.fourier.grids import fftnc, ifftnc, radius_grid
 from gmmrefine.io.mrc import write_map
 from gmmrefine.reconstruct import fsc
-
-
-def blob_map(box: int, n_atoms: int, radius_px: float, width_px: float, rng) -> np.ndarray:
-    """Sum of Gaussian 'atoms' inside a sphere."""
-    points = rng.normal(size=(n_atoms, 3))
-    points *= radius_px * rng.uniform(0, 1, (n_atoms, 1)) ** (1 / 3) / np.linalg.norm(points, axis=1, keepdims=True)
-    grid = np.zeros((box,) * 3)
-    idx = np.rint(points).astype(int) + box // 2
-    np.add.at(grid, (idx[:, 2], idx[:, 1], idx[:, 0]), 1.0)
-    k = radius_grid(box, 3) / box
-    return ifftnc(fftnc(grid) * np.exp(-2 * np.pi ** 2 * width_px ** 2 * k ** 2))
+from helpers_fourier import blob_map
 
 
 @pytest.fixture(scope="module", params=["soft", "binary"])

@@ -8,7 +8,7 @@ from gmmrefine.errors import InputError
 from gmmrefine.fourier import filters
 from gmmrefine.fourier.grids import fftnc, ifftnc, radius_grid, shell_index
 from gmmrefine.reconstruct import fsc
-from helpers_fourier import voxels_per_shell
+from helpers_fourier import blob_map, voxels_per_shell
 
 
 def brute_force_fsc(map1: np.ndarray, map2: np.ndarray) -> np.ndarray:
@@ -20,18 +20,6 @@ def brute_force_fsc(map1: np.ndarray, map2: np.ndarray) -> np.ndarray:
         a, b = f1[shells == s], f2[shells == s]
         out.append(np.sum(a * np.conj(b)).real / np.sqrt(np.sum(abs(a) ** 2) * np.sum(abs(b) ** 2)))
     return np.array(out)
-
-
-def blob_map(box: int, n_atoms: int, radius_px: float, width_px: float, rng) -> np.ndarray:
-    """Sum of Gaussian 'atoms' inside a sphere: a particle whose power falls with frequency."""
-    points = rng.normal(size=(n_atoms, 3))
-    points *= radius_px * rng.uniform(0, 1, (n_atoms, 1)) ** (1 / 3) / np.linalg.norm(points, axis=1, keepdims=True)
-    grid = np.zeros((box,) * 3)
-    idx = np.rint(points).astype(int) + box // 2
-    np.add.at(grid, (idx[:, 2], idx[:, 1], idx[:, 0]), 1.0)
-    # Gaussian of width w in real space = exp(-2 pi^2 w^2 k^2) in Fourier space (k in 1/px).
-    k = radius_grid(box, 3) / box
-    return ifftnc(fftnc(grid) * np.exp(-2 * np.pi ** 2 * width_px ** 2 * k ** 2))
 
 
 @pytest.mark.parametrize("box", [16, 15])
